@@ -1,0 +1,128 @@
+//! Per-unit memory: the unit's cgroup `MemoryCurrent` against its thresholds.
+//!
+//! systemd sends no signal for MemoryCurrent, so the sweep polls it for the
+//! units that have thresholds, and only those.
+
+use crate::checks::{grade, Check, CheckContext, CheckId, Outcome, Status};
+use crate::config::{ByteSize, Config};
+
+pub struct UnitMemoryCheck {
+    id: CheckId,
+    unit: String,
+    warn: Option<ByteSize>,
+    crit: Option<ByteSize>,
+}
+
+pub fn build(config: &Config) -> Vec<Box<dyn Check>> {
+    config
+        .units
+        .iter()
+        .filter(|u| u.memory_warn.is_some() || u.memory_crit.is_some())
+        .map(|u| {
+            Box::new(UnitMemoryCheck {
+                id: CheckId {
+                    component: u.name.to_string(),
+                    measurement: "memory",
+                    component_type: "component",
+                },
+                unit: u.name.to_string(),
+                warn: u.memory_warn,
+                crit: u.memory_crit,
+            }) as Box<dyn Check>
+        })
+        .collect()
+}
+
+impl Check for UnitMemoryCheck {
+    fn id(&self) -> &CheckId {
+        &self.id
+    }
+    fn unit(&self) -> Option<&str> {
+        Some(&self.unit)
+    }
+    fn run(&self, ctx: &CheckContext<'_>) -> Outcome {
+        if let Some(e) = ctx.systemd_error {
+            return Outcome::error(format!("cannot reach systemd: {e}"));
+        }
+        let Some(s) = ctx.units.get(&self.unit) else {
+            return Outcome::error("systemd has not reported on this unit yet");
+        };
+        let Some(bytes) = s.memory_current else {
+            return if s.is_active() {
+                Outcome::new(Status::Warn, serde_json::Value::Null, Some("bytes"))
+                    .with_output("systemd reports no MemoryCurrent (is MemoryAccounting off?)")
+            } else {
+                Outcome::new(Status::Pass, serde_json::Value::Null, Some("bytes"))
+                    .with_output("not running")
+            };
+        };
+        let status = grade(
+            bytes as f64,
+            self.warn.map(|b| b.0 as f64),
+            self.crit.map(|b| b.0 as f64),
+        );
+        let o = Outcome::new(status, bytes, Some("bytes"));
+        match status {
+            Status::Pass => o,
+            Status::Warn => o.with_output(format!(
+                "using {} (warn at {})",
+                ByteSize(bytes),
+                self.warn.unwrap()
+            )),
+            Status::Fail => o.with_output(format!(
+                "using {} (critical at {})",
+                ByteSize(bytes),
+                self.crit.unwrap()
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::{UnitStatus, UnitTable};
+
+    #[test]
+    fn thresholds_from_memory_current() {
+        let cfg = Config::parse(
+            "[[unit]]\nname = \"a.service\"\nmemory_warn = \"100MiB\"\nmemory_crit = \"200MiB\"\n[[unit]]\nname = \"b.service\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let checks = build(&cfg);
+        assert_eq!(
+            checks.len(),
+            1,
+            "only units with thresholds get a memory check"
+        );
+        let mut units = UnitTable::new();
+        let mut run = |mem: Option<u64>, active: &str| {
+            units.insert(
+                "a.service".into(),
+                UnitStatus {
+                    active_state: active.into(),
+                    memory_current: mem,
+                    ..Default::default()
+                },
+            );
+            checks[0].run(&CheckContext {
+                now: std::time::SystemTime::now(),
+                units: &units,
+                systemd_error: None,
+                proc_dir: std::path::Path::new("/proc"),
+            })
+        };
+        assert_eq!(run(Some(50 << 20), "active").status, Status::Pass);
+        let o = run(Some(150 << 20), "active");
+        assert_eq!(o.status, Status::Warn);
+        assert_eq!(o.observed_value, serde_json::json!(150u64 << 20));
+        assert_eq!(
+            o.output.as_deref(),
+            Some("using 150.0 MiB (warn at 100.0 MiB)")
+        );
+        assert_eq!(run(Some(300 << 20), "active").status, Status::Fail);
+        assert_eq!(run(None, "active").status, Status::Warn);
+        assert_eq!(run(None, "failed").status, Status::Pass);
+    }
+}

@@ -1,0 +1,280 @@
+//! The `unitwatchd` command line: argument definitions (kept in the library
+//! so man pages and completions can be generated from them) and the one-shot
+//! commands (`check`, `config check`, `backoff show|reset`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+
+use crate::backoff::{BackoffStore, Policy, UnitBackoff};
+use crate::checks::{self, CheckContext};
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::daemon::{build_snapshot, read_units, View, RESET_REQUEST};
+use crate::snapshot::{BackoffView, Snapshot};
+use crate::systemd::Systemd;
+use crate::units::UnitTable;
+
+/// Exit code for an invalid configuration (sysexits EX_CONFIG).
+pub const EXIT_CONFIG: i32 = 78;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "unitwatchd",
+    version,
+    about = "systemd-native health supervisor: watches units, restarts them with backoff, reports health",
+    long_about = None
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short = 'c', global = true, env = "UNITWATCH_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Log debug messages too.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the supervisor (the default; what the systemd unit starts).
+    Run,
+    /// Run every check once and print the result; exit 0 pass, 1 warn, 2 fail.
+    Check {
+        /// Print the status snapshot as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Inspect or reset the restart backoff state.
+    Backoff {
+        #[command(subcommand)]
+        command: BackoffCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file without running; exit 0 valid, 78 invalid.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackoffCommand {
+    /// Show each unit's attempts, next delay and recent restarts.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the backoff of UNIT (or of every unit): the next restart waits
+    /// the initial delay again, and a restart limit is lifted.
+    Reset { unit: Option<String> },
+}
+
+/// Runs every check once, reading systemd if it can be reached.
+pub async fn check_once(config: &Config) -> Snapshot {
+    let mut units = UnitTable::new();
+    let mut bus_error = None;
+    if !config.units.is_empty() {
+        match Systemd::connect_timeout(Duration::from_secs(3)).await {
+            Ok(bus) => match read_units(&bus, config, &UnitTable::new()).await {
+                Ok(rows) => units.extend(rows.into_iter().map(|(n, _, s)| (n, s))),
+                Err(e) => bus_error = Some(e.to_string()),
+            },
+            Err(e) => bus_error = Some(e.to_string()),
+        }
+    }
+    let now = SystemTime::now();
+    let results = checks::run_all(
+        &checks::build_all(config),
+        &CheckContext {
+            now,
+            units: &units,
+            systemd_error: bus_error.as_deref(),
+            proc_dir: &config.daemon.proc_dir,
+        },
+    );
+    let backoff = peek_backoff(&config.backoff_path()).unwrap_or_default();
+    build_snapshot(&View {
+        config,
+        policy: &Policy::from(&config.backoff),
+        results: &results,
+        units: &units,
+        backoff: &backoff,
+        bus_error: bus_error.as_deref(),
+        started_at: now,
+    })
+}
+
+/// Reads backoff.json without touching it: a corrupt file is reported by
+/// the CLI but only ever moved aside by the daemon.
+fn peek_backoff(path: &Path) -> Result<BTreeMap<String, UnitBackoff>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => BackoffStore::parse(&bytes)
+            .map_err(|e| format!("{}: corrupt backoff state: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(format!(
+            "{}: cannot read backoff state: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// The check table printed by `unitwatchd check`.
+pub fn render_table(snap: &Snapshot) -> String {
+    let mut out = String::new();
+    if let Some(e) = &snap.systemd.error {
+        let _ = writeln!(
+            out,
+            "systemd: could not be reached, unit checks fail: {e}\n"
+        );
+    }
+    let rows: Vec<[String; 4]> = snap
+        .checks
+        .iter()
+        .map(|c| {
+            let value = match (&c.observed_value, &c.observed_unit) {
+                (serde_json::Value::Null, _) => "-".to_string(),
+                (serde_json::Value::String(s), _) => s.clone(),
+                (v, Some(u)) => format!("{v} {u}"),
+                (v, None) => v.to_string(),
+            };
+            [
+                c.status.as_str().to_uppercase(),
+                c.key.clone(),
+                value,
+                c.output.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["STATUS", "CHECK", "VALUE", "DETAIL"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(&rows) {
+        let line = format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let _ = writeln!(
+        out,
+        "\noverall: {} ({})",
+        snap.status.as_str(),
+        snap.summary
+    );
+    out
+}
+
+/// `backoff show`: a table or JSON of every unit with state.
+pub fn backoff_show(config: &Config, json: bool) -> Result<String, String> {
+    let units = peek_backoff(&config.backoff_path())?;
+    let policy = Policy::from(&config.backoff);
+    let now = SystemTime::now();
+    let views: BTreeMap<_, _> = units
+        .iter()
+        .map(|(k, v)| (k.clone(), BackoffView::of(v, &policy, now)))
+        .collect();
+    if json {
+        return Ok(serde_json::to_string_pretty(&views).expect("serializes") + "\n");
+    }
+    if views.is_empty() {
+        return Ok(format!(
+            "no backoff state in {} (no unit has needed a restart)\n",
+            config.backoff_path().display()
+        ));
+    }
+    let mut out = format!(
+        "{:<32} {:>8} {:>10} {:>9} {:<25} {:<25} {}\n",
+        "UNIT", "ATTEMPTS", "NEXT_DELAY", "LAST_HOUR", "LAST_FAILURE", "LAST_RESTART", "PENDING"
+    );
+    let ts = |t: &Option<crate::backoff::Timestamp>| t.map(|t| t.to_string()).unwrap_or("-".into());
+    for (name, v) in &views {
+        let pending = match (&v.pending_restart_at, v.limited) {
+            (_, true) => "restart limit reached".to_string(),
+            (Some(t), _) => format!("restart at {t}"),
+            (None, _) => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<32} {:>8} {:>10} {:>9} {:<25} {:<25} {}",
+            name,
+            v.attempts,
+            humantime::format_duration(Duration::from_millis(v.next_delay_ms)).to_string(),
+            v.restarts_last_hour,
+            ts(&v.last_failure),
+            ts(&v.last_restart),
+            pending
+        );
+    }
+    Ok(out)
+}
+
+/// The pid of a running daemon that owns this configuration's state, if any.
+fn running_daemon(config: &Config) -> Option<i32> {
+    let snap = Snapshot::read(&config.status_path()).ok()?;
+    let comm = config
+        .daemon
+        .proc_dir
+        .join(snap.pid.to_string())
+        .join("comm");
+    let name = std::fs::read_to_string(comm).ok()?;
+    (name.trim() == "unitwatchd" && snap.pid != std::process::id()).then_some(snap.pid as i32)
+}
+
+/// `backoff reset [UNIT]`. A running daemon owns the state, so it is asked
+/// (request file + SIGHUP) and the call waits for it; otherwise the file is
+/// edited directly.
+pub fn backoff_reset(config: &Config, unit: Option<&str>) -> Result<String, String> {
+    let target = unit.unwrap_or("all units");
+    if let Some(pid) = running_daemon(config) {
+        let req = config.daemon.state_dir.join(RESET_REQUEST);
+        let line = format!("{}\n", unit.unwrap_or("*"));
+        crate::fsutil::write_atomic(&req, line.as_bytes(), 0o600).map_err(|e| e.to_string())?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGHUP)
+            .map_err(|e| format!("cannot signal unitwatchd (pid {pid}): {e}"))?;
+        for _ in 0..100 {
+            if !req.exists() {
+                return Ok(format!(
+                    "backoff reset for {target} (applied by unitwatchd, pid {pid})\n"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        return Err(format!(
+            "unitwatchd (pid {pid}) did not pick up the reset request {} within 5s",
+            req.display()
+        ));
+    }
+    let (mut store, corrupt) =
+        BackoffStore::load(&config.backoff_path(), SystemTime::now()).map_err(|e| e.to_string())?;
+    if let Some(c) = corrupt {
+        eprintln!(
+            "warning: corrupt backoff state moved aside to {} ({})",
+            c.moved_to.display(),
+            c.reason
+        );
+    }
+    let n = store.reset(unit);
+    store.save().map_err(|e| e.to_string())?;
+    Ok(format!(
+        "backoff reset for {target} ({n} entries removed)\n"
+    ))
+}

@@ -1,0 +1,729 @@
+//! The configuration file: its schema, its defaults and its validation.
+//!
+//! Parsing and validation are two passes. serde (with `deny_unknown_fields`)
+//! rejects unknown keys and values of the wrong shape; [`Config::validate`]
+//! then checks what serde cannot (thresholds in order, unit names well formed,
+//! references between sections). Both passes report `path:line:col: key:
+//! message`, the validation pass by looking the key's span up in the parsed
+//! document, so an operator is sent to the exact spot in the file.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Where the daemon and the CLI look when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/unitwatch/unitwatch.toml";
+
+/// An invalid or unreadable configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read configuration: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{col}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    #[serde(default)]
+    pub backoff: BackoffConfig,
+    #[serde(default, rename = "unit")]
+    pub units: Vec<UnitConfig>,
+    #[serde(default, rename = "heartbeat")]
+    pub heartbeats: Vec<HeartbeatConfig>,
+    #[serde(default, rename = "disk")]
+    pub disks: Vec<DiskConfig>,
+    #[serde(default)]
+    pub memory: Option<MemoryConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    #[serde(default = "default_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_runtime_dir")]
+    pub runtime_dir: PathBuf,
+    /// Where procfs is mounted; tests point it at a fixture.
+    #[serde(default = "default_proc_dir")]
+    pub proc_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffConfig {
+    #[serde(default = "default_backoff_initial", deserialize_with = "duration")]
+    pub initial: Duration,
+    #[serde(default = "default_backoff_factor")]
+    pub factor: f64,
+    #[serde(default = "default_backoff_max", deserialize_with = "duration")]
+    pub max: Duration,
+    #[serde(default = "default_reset_after", deserialize_with = "duration")]
+    pub reset_after: Duration,
+    #[serde(default = "default_max_restarts_per_hour")]
+    pub max_restarts_per_hour: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitConfig {
+    pub name: UnitName,
+    #[serde(default = "default_true")]
+    pub restart: bool,
+    #[serde(default)]
+    pub memory_warn: Option<ByteSize>,
+    #[serde(default)]
+    pub memory_crit: Option<ByteSize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    pub path: PathBuf,
+    #[serde(deserialize_with = "duration")]
+    pub max_age: Duration,
+    #[serde(default)]
+    pub restart_unit: Option<UnitName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    #[serde(default = "default_disk_warn")]
+    pub warn_percent: f64,
+    #[serde(default = "default_disk_crit")]
+    pub crit_percent: f64,
+    /// Inode thresholds default to the space thresholds.
+    #[serde(default)]
+    pub inode_warn_percent: Option<f64>,
+    #[serde(default)]
+    pub inode_crit_percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    #[serde(default = "default_mem_warn")]
+    pub warn_percent: f64,
+    #[serde(default = "default_mem_crit")]
+    pub crit_percent: f64,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/unitwatch")
+}
+fn default_runtime_dir() -> PathBuf {
+    PathBuf::from("/run/unitwatch")
+}
+fn default_proc_dir() -> PathBuf {
+    PathBuf::from("/proc")
+}
+fn default_backoff_initial() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_backoff_factor() -> f64 {
+    2.0
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_reset_after() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_restarts_per_hour() -> u32 {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_disk_warn() -> f64 {
+    80.0
+}
+fn default_disk_crit() -> f64 {
+    90.0
+}
+fn default_mem_warn() -> f64 {
+    90.0
+}
+fn default_mem_crit() -> f64 {
+    95.0
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            interval: default_interval(),
+            state_dir: default_state_dir(),
+            runtime_dir: default_runtime_dir(),
+            proc_dir: default_proc_dir(),
+        }
+    }
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            initial: default_backoff_initial(),
+            factor: default_backoff_factor(),
+            max: default_backoff_max(),
+            reset_after: default_reset_after(),
+            max_restarts_per_hour: default_max_restarts_per_hour(),
+        }
+    }
+}
+
+/// Durations are written as "10s", "5m", "1h 30m" or "100ms".
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {s:?}: {e} (write e.g. \"10s\", \"5m\", \"100ms\")"
+        ))
+    })
+}
+
+/// A systemd unit name, checked on parse the way systemd checks it
+/// (`unit_name_is_valid`): a name, an optional `@instance`, a known type suffix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnitName(String);
+
+const UNIT_TYPES: &[&str] = &[
+    "service",
+    "socket",
+    "target",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "timer",
+    "path",
+    "slice",
+    "scope",
+];
+
+impl UnitName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("unit name is empty".into());
+        }
+        if s.len() > 255 {
+            return Err(format!("unit name {s:?} is longer than 255 characters"));
+        }
+        let Some((stem, suffix)) = s.rsplit_once('.') else {
+            return Err(format!(
+                "unit name {s:?} has no type suffix (e.g. \"{s}.service\")"
+            ));
+        };
+        if !UNIT_TYPES.contains(&suffix) {
+            return Err(format!(
+                "unit name {s:?} has unknown type \".{suffix}\" (expected one of: {})",
+                UNIT_TYPES.join(", ")
+            ));
+        }
+        let (prefix, instance) = match stem.split_once('@') {
+            Some((p, i)) => (p, Some(i)),
+            None => (stem, None),
+        };
+        let ok = |c: char| c.is_ascii_alphanumeric() || ":-_.\\".contains(c);
+        if prefix.is_empty() || !prefix.chars().all(ok) {
+            return Err(format!(
+                "unit name {s:?} is not valid: only ASCII letters, digits and \":-_.\\\" may precede the suffix"
+            ));
+        }
+        if let Some(i) = instance {
+            if i.is_empty() {
+                return Err(format!(
+                    "unit name {s:?} is a template: name an instance (e.g. \"{prefix}@1.{suffix}\")"
+                ));
+            }
+            if !i.chars().all(|c| ok(c) || c == '@') {
+                return Err(format!("unit name {s:?} has an invalid instance"));
+            }
+        }
+        Ok(UnitName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UnitName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for UnitName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        UnitName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes, written as "1536MiB", "2GB" or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Str(s) => s
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|b| ByteSize(b.as_u64()))
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "invalid size {s:?}: {e} (write e.g. \"1536MiB\" or \"2GB\")"
+                    ))
+                }),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", bytesize::ByteSize(self.0).display().iec())
+    }
+}
+
+/// One problem found by the validation pass, located by its key path.
+struct Problem {
+    key: Vec<KeySeg>,
+    message: String,
+}
+
+#[derive(Clone)]
+enum KeySeg {
+    Key(&'static str),
+    Index(usize),
+}
+
+fn key_path_string(key: &[KeySeg]) -> String {
+    let mut s = String::new();
+    for seg in key {
+        match seg {
+            KeySeg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            KeySeg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` is used only in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+            let (line, col) = line_col(text, span.map(|s| s.start).unwrap_or(0));
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                col,
+                key,
+                message,
+            }
+        };
+        let de = toml::de::Deserializer::parse(text)
+            .map_err(|e| invalid(e.span(), "(syntax)".into(), e.message().trim().to_string()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let key = if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            };
+            invalid(inner.span(), key, inner.message().trim().to_string())
+        })?;
+        if let Some(p) = config.problems().into_iter().next() {
+            let span = span_of(text, &p.key);
+            return Err(invalid(span, key_path_string(&p.key), p.message));
+        }
+        Ok(config)
+    }
+
+    /// The validation pass: everything serde's shape checks cannot see.
+    fn problems(&self) -> Vec<Problem> {
+        use KeySeg::{Index, Key};
+        let mut out = Vec::new();
+        let mut bad = |key: Vec<KeySeg>, message: String| out.push(Problem { key, message });
+
+        if self.daemon.interval < Duration::from_millis(100) {
+            bad(
+                vec![Key("daemon"), Key("interval")],
+                "must be at least 100ms".into(),
+            );
+        }
+        let b = &self.backoff;
+        if b.initial.is_zero() {
+            bad(
+                vec![Key("backoff"), Key("initial")],
+                "must be greater than zero".into(),
+            );
+        }
+        if !(b.factor.is_finite() && b.factor >= 1.0) {
+            bad(
+                vec![Key("backoff"), Key("factor")],
+                format!("must be a number >= 1.0, got {}", b.factor),
+            );
+        }
+        if b.max < b.initial {
+            bad(
+                vec![Key("backoff"), Key("max")],
+                format!(
+                    "must not be less than backoff.initial ({})",
+                    humantime::format_duration(b.initial)
+                ),
+            );
+        }
+        if b.max_restarts_per_hour == 0 {
+            bad(
+                vec![Key("backoff"), Key("max_restarts_per_hour")],
+                "must be at least 1 (set restart = false on a unit to watch it only)".into(),
+            );
+        }
+
+        let mut seen = HashSet::new();
+        for (i, u) in self.units.iter().enumerate() {
+            if !seen.insert(&u.name) {
+                bad(
+                    vec![Key("unit"), Index(i), Key("name")],
+                    format!("unit {} is listed twice", u.name),
+                );
+            }
+            if let (Some(w), Some(c)) = (u.memory_warn, u.memory_crit) {
+                if w > c {
+                    bad(
+                        vec![Key("unit"), Index(i), Key("memory_warn")],
+                        format!("{w} is above memory_crit ({c})"),
+                    );
+                }
+            }
+        }
+        for (i, h) in self.heartbeats.iter().enumerate() {
+            if !h.path.is_absolute() {
+                bad(
+                    vec![Key("heartbeat"), Index(i), Key("path")],
+                    format!("{} is not an absolute path", h.path.display()),
+                );
+            }
+            if h.max_age.is_zero() {
+                bad(
+                    vec![Key("heartbeat"), Index(i), Key("max_age")],
+                    "must be greater than zero".into(),
+                );
+            }
+            if let Some(u) = &h.restart_unit {
+                if !self.units.iter().any(|x| &x.name == u) {
+                    bad(
+                        vec![Key("heartbeat"), Index(i), Key("restart_unit")],
+                        format!("{u} is not a watched unit: add a [[unit]] with name = \"{u}\""),
+                    );
+                } else if self.units.iter().any(|x| &x.name == u && !x.restart) {
+                    bad(
+                        vec![Key("heartbeat"), Index(i), Key("restart_unit")],
+                        format!("{u} has restart = false"),
+                    );
+                }
+            }
+        }
+        for (i, d) in self.disks.iter().enumerate() {
+            if !d.path.is_absolute() {
+                bad(
+                    vec![Key("disk"), Index(i), Key("path")],
+                    format!("{} is not an absolute path", d.path.display()),
+                );
+            }
+            check_percent_pair(
+                &mut bad,
+                vec![Key("disk"), Index(i)],
+                ("warn_percent", d.warn_percent),
+                ("crit_percent", d.crit_percent),
+            );
+            check_percent_pair(
+                &mut bad,
+                vec![Key("disk"), Index(i)],
+                ("inode_warn_percent", d.inode_warn()),
+                ("inode_crit_percent", d.inode_crit()),
+            );
+        }
+        if let Some(m) = &self.memory {
+            check_percent_pair(
+                &mut bad,
+                vec![Key("memory")],
+                ("warn_percent", m.warn_percent),
+                ("crit_percent", m.crit_percent),
+            );
+        }
+        out
+    }
+
+    pub fn unit(&self, name: &str) -> Option<&UnitConfig> {
+        self.units.iter().find(|u| u.name.as_str() == name)
+    }
+
+    /// Path of the persistent backoff state.
+    pub fn backoff_path(&self) -> PathBuf {
+        self.daemon.state_dir.join("backoff.json")
+    }
+
+    /// Path of the status snapshot that `unitwatch-http` serves.
+    pub fn status_path(&self) -> PathBuf {
+        self.daemon.runtime_dir.join("status.json")
+    }
+}
+
+impl DiskConfig {
+    pub fn inode_warn(&self) -> f64 {
+        self.inode_warn_percent.unwrap_or(self.warn_percent)
+    }
+    pub fn inode_crit(&self) -> f64 {
+        self.inode_crit_percent.unwrap_or(self.crit_percent)
+    }
+}
+
+fn check_percent_pair(
+    bad: &mut impl FnMut(Vec<KeySeg>, String),
+    base: Vec<KeySeg>,
+    warn: (&'static str, f64),
+    crit: (&'static str, f64),
+) {
+    for (name, v) in [warn, crit] {
+        if !(0.0..=100.0).contains(&v) {
+            let mut k = base.clone();
+            k.push(KeySeg::Key(name));
+            bad(k, format!("must be between 0 and 100, got {v}"));
+        }
+    }
+    if warn.1 > crit.1 {
+        let mut k = base;
+        k.push(KeySeg::Key(warn.0));
+        bad(k, format!("{} is above {} ({})", warn.1, crit.0, crit.1));
+    }
+}
+
+/// 1-based line and column (in characters) of byte offset `pos`.
+fn line_col(text: &str, pos: usize) -> (usize, usize) {
+    let pos = pos.min(text.len());
+    let before = &text[..pos];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, text[line_start..pos].chars().count() + 1)
+}
+
+/// The span of the value at `key` in the document, or of the nearest table
+/// that exists when the key itself is absent (a default was used).
+fn span_of(text: &str, key: &[KeySeg]) -> Option<std::ops::Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut span = None;
+    let mut cur: &DeValue<'_> = &DeValue::Table(root.get_ref().clone());
+    for seg in key {
+        let next = match (seg, cur) {
+            (KeySeg::Key(k), DeValue::Table(t)) => t
+                .iter()
+                .find(|(name, _)| name.get_ref().as_ref() == *k)
+                .map(|(_, v)| v),
+            (KeySeg::Index(i), DeValue::Array(a)) => a.get(*i),
+            _ => None,
+        };
+        match next {
+            Some(v) => {
+                span = Some(v.span());
+                cur = v.get_ref();
+            }
+            None => break,
+        }
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("/etc/unitwatch/unitwatch.toml"))
+    }
+
+    fn err(s: &str) -> String {
+        parse(s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn full_example_parses_with_values() {
+        let c = parse(
+            r#"
+[daemon]
+interval = "10s"
+state_dir = "/var/lib/unitwatch"
+runtime_dir = "/run/unitwatch"
+[backoff]
+initial = "10s"
+factor = 2.0
+max = "300s"
+reset_after = "10m"
+max_restarts_per_hour = 5
+[[unit]]
+name = "faucet_worker.service"
+restart = true
+memory_warn = "1536MiB"
+memory_crit = "1740MiB"
+[[heartbeat]]
+path = "/var/lib/faucet/heartbeat.txt"
+max_age = "5m"
+restart_unit = "faucet_worker.service"
+[[disk]]
+path = "/"
+warn_percent = 80
+crit_percent = 90
+[memory]
+warn_percent = 90
+crit_percent = 95
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.backoff.reset_after, Duration::from_secs(600));
+        assert_eq!(c.units[0].memory_warn, Some(ByteSize(1536 * 1024 * 1024)));
+        assert_eq!(c.heartbeats[0].max_age, Duration::from_secs(300));
+        assert_eq!(
+            c.heartbeats[0].restart_unit.as_ref().unwrap().as_str(),
+            "faucet_worker.service"
+        );
+        assert_eq!(c.disks[0].inode_crit(), 90.0);
+        assert_eq!(c.memory.unwrap().crit_percent, 95.0);
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.daemon.interval, Duration::from_secs(10));
+        assert_eq!(c.backoff.initial, Duration::from_secs(10));
+        assert_eq!(c.backoff.max, Duration::from_secs(300));
+        assert_eq!(c.backoff.max_restarts_per_hour, 5);
+        assert!(c.units.is_empty() && c.memory.is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_col_and_key() {
+        let e = err("[daemon]\ninterval = \"1s\"\nintervall = \"2s\"\n");
+        assert!(
+            e.starts_with(
+                "/etc/unitwatch/unitwatch.toml:3:1: daemon.intervall: unknown field `intervall`"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_points_at_value() {
+        let e = err("[backoff]\ninitial = \"10 parsecs\"\n");
+        assert!(
+            e.starts_with("/etc/unitwatch/unitwatch.toml:2:11: backoff.initial: "),
+            "{e}"
+        );
+        assert!(e.contains("unknown time unit"), "{e}");
+    }
+
+    #[test]
+    fn bad_unit_name_is_refused() {
+        let e = err("[[unit]]\nname = \"worker\"\n");
+        assert!(
+            e.starts_with("/etc/unitwatch/unitwatch.toml:2:8: unit[0].name: "),
+            "{e}"
+        );
+        assert!(e.contains("no type suffix"), "{e}");
+        assert!(err("[[unit]]\nname = \"a b.service\"\n").contains("not valid"));
+        assert!(err("[[unit]]\nname = \"x.servic\"\n").contains("unknown type"));
+        assert!(err("[[unit]]\nname = \"x@.service\"\n").contains("template"));
+        assert!(parse("[[unit]]\nname = \"getty@tty1.service\"\n").is_ok());
+    }
+
+    #[test]
+    fn bad_size_is_refused() {
+        let e = err("[[unit]]\nname = \"a.service\"\nmemory_warn = \"lots\"\n");
+        assert!(e.contains("unit[0].memory_warn"), "{e}");
+        assert!(e.contains("invalid size"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_are_located() {
+        let e = err("[[disk]]\npath = \"/\"\nwarn_percent = 95\ncrit_percent = 90\n");
+        assert_eq!(
+            e,
+            "/etc/unitwatch/unitwatch.toml:3:16: disk[0].warn_percent: 95 is above crit_percent (90)"
+        );
+        let e =
+            err("[[heartbeat]]\npath = \"/x\"\nmax_age = \"1m\"\nrestart_unit = \"a.service\"\n");
+        assert!(
+            e.starts_with("/etc/unitwatch/unitwatch.toml:4:16: heartbeat[0].restart_unit: a.service is not a watched unit"),
+            "{e}"
+        );
+        let e = err("[[unit]]\nname = \"a.service\"\n[[unit]]\nname = \"a.service\"\n");
+        assert!(
+            e.contains(":4:8: unit[1].name: unit a.service is listed twice"),
+            "{e}"
+        );
+        let e = err("[backoff]\nfactor = 0.5\n");
+        assert!(
+            e.contains(":2:10: backoff.factor: must be a number >= 1.0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let e = err("[daemon]\ninterval = \n");
+        assert!(e.starts_with("/etc/unitwatch/unitwatch.toml:2:"), "{e}");
+        assert!(e.contains("(syntax)"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let e = err("[[unit]]\nname = \"a.service\"\nrestart = \"yes\"\n");
+        assert!(e.contains(":3:11: unit[0].restart: invalid type"), "{e}");
+    }
+}

@@ -1,0 +1,202 @@
+//! Supervisor events, logged with structured fields.
+//!
+//! Under journald each event carries `UNITWATCH_EVENT`, `UNITWATCH_UNIT`,
+//! `UNITWATCH_CHECK`, `UNITWATCH_SEVERITY` and `UNITWATCH_DELAY_MS`, so
+//! `journalctl -u unitwatch UNITWATCH_UNIT=worker.service` tells one unit's
+//! story. The fields are prefixed because systemd owns `UNIT=`.
+
+use log::kv::{Key, Value};
+
+/// Severities, as alerting will map them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+    fn level(self) -> log::Level {
+        match self {
+            Severity::Info => log::Level::Info,
+            Severity::Warning => log::Level::Warn,
+            Severity::Error | Severity::Critical => log::Level::Error,
+        }
+    }
+}
+
+/// The kinds of event; their names are the `UNITWATCH_EVENT` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    DaemonStarted,
+    UnitFailed,
+    RestartScheduled,
+    UnitRestarted,
+    RestartFailed,
+    UnitRecovered,
+    RestartLimit,
+    BackoffReset,
+    HeartbeatStale,
+    CheckChanged,
+    ConfigReloaded,
+    ConfigRejected,
+    StateCorrupt,
+    SystemdUnreachable,
+    SystemdReconnected,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::DaemonStarted => "daemon-started",
+            Kind::UnitFailed => "unit-failed",
+            Kind::RestartScheduled => "restart-scheduled",
+            Kind::UnitRestarted => "unit-restarted",
+            Kind::RestartFailed => "restart-failed",
+            Kind::UnitRecovered => "unit-recovered",
+            Kind::RestartLimit => "restart-limit",
+            Kind::BackoffReset => "backoff-reset",
+            Kind::HeartbeatStale => "heartbeat-stale",
+            Kind::CheckChanged => "check-changed",
+            Kind::ConfigReloaded => "config-reloaded",
+            Kind::ConfigRejected => "config-rejected",
+            Kind::StateCorrupt => "state-corrupt",
+            Kind::SystemdUnreachable => "systemd-unreachable",
+            Kind::SystemdReconnected => "systemd-reconnected",
+        }
+    }
+}
+
+/// One event; build it with the helpers, then [`Event::emit`].
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: Kind,
+    pub severity: Severity,
+    pub unit: Option<String>,
+    pub check: Option<String>,
+    pub delay_ms: Option<u64>,
+    pub message: String,
+}
+
+impl Event {
+    pub fn new(kind: Kind, severity: Severity, message: impl Into<String>) -> Self {
+        Event {
+            kind,
+            severity,
+            unit: None,
+            check: None,
+            delay_ms: None,
+            message: message.into(),
+        }
+    }
+    pub fn unit(mut self, unit: &str) -> Self {
+        self.unit = Some(unit.to_string());
+        self
+    }
+    pub fn check(mut self, check: &str) -> Self {
+        self.check = Some(check.to_string());
+        self
+    }
+    pub fn delay(mut self, d: std::time::Duration) -> Self {
+        self.delay_ms = Some(d.as_millis() as u64);
+        self
+    }
+
+    /// Logs the event through whichever logger is installed.
+    pub fn emit(&self) {
+        let mut fields: Vec<(&str, Field<'_>)> = vec![
+            ("unitwatch_event", Field::Str(self.kind.as_str())),
+            ("unitwatch_severity", Field::Str(self.severity.as_str())),
+        ];
+        if let Some(u) = &self.unit {
+            fields.push(("unitwatch_unit", Field::Str(u)));
+        }
+        if let Some(c) = &self.check {
+            fields.push(("unitwatch_check", Field::Str(c)));
+        }
+        if let Some(d) = self.delay_ms {
+            fields.push(("unitwatch_delay_ms", Field::U64(d)));
+        }
+        let kvs = Fields(&fields);
+        log::logger().log(
+            &log::Record::builder()
+                .level(self.severity.level())
+                .target("unitwatch::event")
+                .args(format_args!("{}", self.message))
+                .key_values(&kvs)
+                .build(),
+        );
+    }
+}
+
+enum Field<'a> {
+    Str(&'a str),
+    U64(u64),
+}
+
+struct Fields<'a>(&'a [(&'a str, Field<'a>)]);
+
+impl log::kv::Source for Fields<'_> {
+    fn visit<'kvs>(
+        &'kvs self,
+        visitor: &mut dyn log::kv::VisitSource<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        for (k, v) in self.0 {
+            let v = match v {
+                Field::Str(s) => Value::from(*s),
+                Field::U64(n) => Value::from(*n),
+            };
+            visitor.visit_pair(Key::from_str(k), v)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            struct V(String);
+            impl<'k> log::kv::VisitSource<'k> for V {
+                fn visit_pair(&mut self, k: Key<'k>, v: Value<'k>) -> Result<(), log::kv::Error> {
+                    self.0.push_str(&format!(" {}={}", k, v));
+                    Ok(())
+                }
+            }
+            let mut v = V(format!("{} {}", r.level(), r.args()));
+            r.key_values().visit(&mut v).unwrap();
+            SEEN.lock().unwrap().push(v.0);
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn fields_are_attached() {
+        let _ = log::set_logger(&Capture);
+        log::set_max_level(log::LevelFilter::Trace);
+        Event::new(Kind::RestartScheduled, Severity::Error, "restart in 10s")
+            .unit("a.service")
+            .delay(std::time::Duration::from_secs(10))
+            .emit();
+        let seen = SEEN.lock().unwrap();
+        assert!(seen.contains(&"ERROR restart in 10s unitwatch_event=restart-scheduled unitwatch_severity=error unitwatch_unit=a.service unitwatch_delay_ms=10000".to_string()), "{seen:?}");
+    }
+}

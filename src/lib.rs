@@ -1,0 +1,17 @@
+//! unitwatch: a systemd-native health supervisor.
+//!
+//! The binaries in `src/bin/` only parse arguments, set up logging and call
+//! into this library; everything that can be tested lives here.
+
+pub mod backoff;
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod events;
+pub mod fsutil;
+pub mod logging;
+pub mod notify;
+pub mod snapshot;
+pub mod systemd;
+pub mod units;

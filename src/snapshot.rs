@@ -1,0 +1,131 @@
+//! The status snapshot, `<runtime_dir>/status.json`: the contract between
+//! the daemon (writer) and unitwatch-http and the CLI (readers).
+//!
+//! Readers must check `schema_version`; fields are only ever added within a
+//! version. The file is replaced atomically, so a reader never sees half.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::{Policy, Timestamp, UnitBackoff};
+use crate::checks::{CheckResult, Status};
+use crate::fsutil::{write_atomic, WriteError};
+use crate::units::UnitStatus;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub schema_version: u32,
+    /// Worst status of all checks.
+    pub status: Status,
+    /// The one-line summary also sent to systemd as STATUS=.
+    pub summary: String,
+    pub updated_at: String,
+    pub started_at: String,
+    pub pid: u32,
+    pub version: String,
+    /// The sweep period: a snapshot older than a few of these means the
+    /// daemon is dead or hung.
+    pub interval_ms: u64,
+    pub systemd: SystemdReach,
+    pub checks: Vec<CheckResult>,
+    pub units: BTreeMap<String, UnitView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemdReach {
+    pub reachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One watched unit: systemd's state and unitwatch's restart bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitView {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<UnitStatus>,
+    /// Whether unitwatch restarts it (`restart = true`).
+    pub restart: bool,
+    pub backoff: BackoffView,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackoffView {
+    pub attempts: u32,
+    pub next_delay_ms: u64,
+    pub restarts_last_hour: usize,
+    pub restarts_total: u64,
+    pub systemd_restarts_total: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_restart_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart: Option<Timestamp>,
+    pub limited: bool,
+}
+
+impl BackoffView {
+    pub fn of(b: &UnitBackoff, policy: &Policy, now: SystemTime) -> Self {
+        BackoffView {
+            attempts: b.attempts,
+            next_delay_ms: b.next_delay(policy).as_millis() as u64,
+            restarts_last_hour: b.restarts_last_hour(now),
+            restarts_total: b.restarts_total,
+            systemd_restarts_total: b.systemd_restarts_total,
+            pending_restart_at: b.pending_restart_at,
+            last_failure: b.last_failure,
+            last_restart: b.last_restart,
+            limited: b.limited_since.is_some(),
+        }
+    }
+}
+
+/// A snapshot that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: cannot read status snapshot: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid status snapshot: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: schema_version {found} is not supported (expected {SCHEMA_VERSION})")]
+    Version { path: String, found: u32 },
+}
+
+impl Snapshot {
+    pub fn write(&self, path: &Path) -> Result<(), WriteError> {
+        let mut json = serde_json::to_vec_pretty(self).expect("snapshot serializes");
+        json.push(b'\n');
+        write_atomic(path, &json, 0o644)
+    }
+
+    pub fn read(path: &Path) -> Result<Snapshot, ReadError> {
+        let p = || path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| ReadError::Io { path: p(), source })?;
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: u32,
+        }
+        let v: Version = serde_json::from_slice(&bytes)
+            .map_err(|source| ReadError::Parse { path: p(), source })?;
+        if v.schema_version != SCHEMA_VERSION {
+            return Err(ReadError::Version {
+                path: p(),
+                found: v.schema_version,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|source| ReadError::Parse { path: p(), source })
+    }
+}

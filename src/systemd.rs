@@ -1,0 +1,385 @@
+//! The systemd D-Bus client: reading unit state, the signal stream, and the
+//! restart calls.
+//!
+//! A full read of every watched unit is one `ListUnitsByNames` call (state of
+//! all units in one round trip); per-unit property reads are kept to what
+//! signals do not carry (MemoryCurrent) or what a decision needs now.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use zbus::message::Type as MsgType;
+use zbus::{Connection, MatchRule, Message, MessageStream, OwnedVariant, Variant};
+use zbus_systemd::systemd1::ManagerProxy;
+
+use crate::units::UnitStatus;
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const UNIT_IFACE: &str = "org.freedesktop.systemd1.Unit";
+
+/// A failed conversation with systemd, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{action}: {source}")]
+pub struct SystemdError {
+    pub action: String,
+    #[source]
+    pub source: zbus::Error,
+}
+
+fn err(action: impl Into<String>) -> impl FnOnce(zbus::Error) -> SystemdError {
+    let action = action.into();
+    move |source| SystemdError { action, source }
+}
+
+/// One unit as `ListUnitsByNames` returns it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub path: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+}
+
+/// A property change of one unit, from a `PropertiesChanged` signal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Change {
+    pub path: String,
+    pub load_state: Option<String>,
+    pub active_state: Option<String>,
+    pub sub_state: Option<String>,
+    pub result: Option<String>,
+    pub n_restarts: Option<u32>,
+}
+
+impl Change {
+    /// Applies the change to `s`; true when ActiveState or SubState moved
+    /// (systemd repeats ActiveState in every signal: only a new value counts).
+    pub fn apply(&self, s: &mut UnitStatus) -> bool {
+        let before = (s.active_state.clone(), s.sub_state.clone());
+        if let Some(v) = &self.load_state {
+            s.load_state.clone_from(v);
+        }
+        if let Some(v) = &self.active_state {
+            s.active_state.clone_from(v);
+        }
+        if let Some(v) = &self.sub_state {
+            s.sub_state.clone_from(v);
+        }
+        if let Some(v) = &self.result {
+            s.result = Some(v.clone());
+        }
+        if let Some(v) = self.n_restarts {
+            s.n_restarts = Some(v);
+        }
+        before != (s.active_state.clone(), s.sub_state.clone())
+    }
+}
+
+/// Parses a `PropertiesChanged` signal; `None` for other messages.
+pub fn parse_change(msg: &Message) -> Option<Change> {
+    let header = msg.header();
+    if header.member()?.as_str() != "PropertiesChanged" {
+        return None;
+    }
+    let path = header.path()?.to_string();
+    let body = msg.body();
+    let (_iface, props, _invalidated): (String, HashMap<String, OwnedVariant>, Vec<String>) =
+        body.deserialize().ok()?;
+    let string = |k: &str| match props.get(k).map(|v| &**v) {
+        Some(Variant::Str(s)) => Some(s.as_str().to_string()),
+        _ => None,
+    };
+    let n_restarts = match props.get("NRestarts").map(|v| &**v) {
+        Some(Variant::U32(n)) => Some(*n),
+        _ => None,
+    };
+    Some(Change {
+        path,
+        load_state: string("LoadState"),
+        active_state: string("ActiveState"),
+        sub_state: string("SubState"),
+        result: string("Result"),
+        n_restarts,
+    })
+}
+
+/// The D-Bus interface that carries `Result`, `NRestarts` and
+/// `MemoryCurrent` for a unit of this type, if any.
+pub fn type_interface(unit: &str) -> Option<&'static str> {
+    Some(match unit.rsplit_once('.')?.1 {
+        "service" => "org.freedesktop.systemd1.Service",
+        "socket" => "org.freedesktop.systemd1.Socket",
+        "mount" => "org.freedesktop.systemd1.Mount",
+        "swap" => "org.freedesktop.systemd1.Swap",
+        "slice" => "org.freedesktop.systemd1.Slice",
+        "scope" => "org.freedesktop.systemd1.Scope",
+        "timer" => "org.freedesktop.systemd1.Timer",
+        "path" => "org.freedesktop.systemd1.Path",
+        "automount" => "org.freedesktop.systemd1.Automount",
+        _ => return None,
+    })
+}
+
+/// How many parsed changes may wait for the supervisor loop.
+const SIGNAL_QUEUE: usize = 4096;
+
+/// Unit property changes, read off the bus by their own task.
+///
+/// The bus socket must always be drained: zbus stops reading it when a match
+/// queue is full, and then the replies to the supervisor's own method calls
+/// never arrive (a deadlock seen when ListUnitsByNames loads 50 units and
+/// systemd answers with a burst of signals). So a task moves parsed changes
+/// into a bounded queue; when that is full a change is dropped and
+/// `overflowed` is set, and the supervisor re-reads everything instead.
+pub struct Signals {
+    rx: mpsc::Receiver<Change>,
+    overflowed: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Signals {
+    /// The next change; `None` once the connection is gone.
+    pub async fn next(&mut self) -> Option<Change> {
+        self.rx.recv().await
+    }
+
+    /// Were changes dropped since the last call?
+    pub fn take_overflow(&self) -> bool {
+        self.overflowed.swap(false, Ordering::Relaxed)
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A connection to the system bus and systemd's manager object.
+pub struct Systemd {
+    conn: Connection,
+    manager: ManagerProxy<'static>,
+}
+
+impl Systemd {
+    /// Connects to the system bus (honouring `DBUS_SYSTEM_BUS_ADDRESS`).
+    pub async fn connect() -> Result<Self, SystemdError> {
+        let conn = Connection::system()
+            .await
+            .map_err(err("connect to the system bus"))?;
+        let manager = ManagerProxy::new(&conn)
+            .await
+            .map_err(err("open systemd's manager object"))?;
+        Ok(Systemd { conn, manager })
+    }
+
+    /// Connects, giving up after `timeout` (the CLI must not hang on a
+    /// machine without a bus).
+    pub async fn connect_timeout(timeout: Duration) -> Result<Self, SystemdError> {
+        match tokio::time::timeout(timeout, Self::connect()).await {
+            Ok(r) => r,
+            Err(_) => Err(SystemdError {
+                action: "connect to the system bus".into(),
+                source: zbus::Error::Failure(format!("no answer within {timeout:?}")),
+            }),
+        }
+    }
+
+    /// Subscribes to systemd's signals and returns the stream of unit
+    /// `PropertiesChanged`. The match rule is added before `Subscribe` so
+    /// that nothing emitted in between is lost.
+    pub async fn subscribe(&self) -> Result<Signals, SystemdError> {
+        let rule = MatchRule::builder()
+            .msg_type(MsgType::Signal)
+            .sender(SYSTEMD)
+            .interface("org.freedesktop.DBus.Properties")
+            .member("PropertiesChanged")
+            .path_namespace("/org/freedesktop/systemd1/unit")
+            .build()
+            .map_err(err("build the signal match rule"))?;
+        let mut stream = MessageStream::for_match_rule(rule, &self.conn, None)
+            .await
+            .map_err(err("add the signal match rule"))?;
+        self.manager
+            .subscribe()
+            .await
+            .map_err(err("Subscribe to systemd's signals"))?;
+        let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let flag = overflowed.clone();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                if let Some(change) = parse_change(&msg) {
+                    match tx.try_send(change) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            flag.store(true, Ordering::Relaxed)
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    }
+                }
+            }
+        });
+        Ok(Signals {
+            rx,
+            overflowed,
+            task,
+        })
+    }
+
+    /// The state of every named unit in one call. Units that do not exist
+    /// come back with `LoadState=not-found`.
+    pub async fn list(&self, names: &[String]) -> Result<Vec<Listed>, SystemdError> {
+        let rows = self
+            .manager
+            .list_units_by_names(names.to_vec())
+            .await
+            .map_err(err("ListUnitsByNames"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Listed {
+                name: r.0,
+                load_state: r.2,
+                active_state: r.3,
+                sub_state: r.4,
+                path: r.6.to_string(),
+            })
+            .collect())
+    }
+
+    async fn get(&self, path: &str, iface: &str, prop: &str) -> Result<OwnedVariant, SystemdError> {
+        let reply = self
+            .conn
+            .call_method(
+                Some(SYSTEMD),
+                path,
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &(iface, prop),
+            )
+            .await
+            .map_err(err(format!("read {prop} of {path}")))?;
+        reply
+            .body()
+            .deserialize::<OwnedVariant>()
+            .map_err(err(format!("decode {prop} of {path}")))
+    }
+
+    /// `Result` of a unit ("success", "signal", "start-limit-hit" ...).
+    pub async fn result(&self, unit: &str, path: &str) -> Result<Option<String>, SystemdError> {
+        let Some(iface) = type_interface(unit) else {
+            return Ok(None);
+        };
+        Ok(match &*self.get(path, iface, "Result").await? {
+            Variant::Str(s) => Some(s.as_str().to_string()),
+            _ => None,
+        })
+    }
+
+    /// `MemoryCurrent` in bytes; `None` when systemd has no figure
+    /// (it reports u64::MAX then).
+    pub async fn memory_current(
+        &self,
+        unit: &str,
+        path: &str,
+    ) -> Result<Option<u64>, SystemdError> {
+        let Some(iface) = type_interface(unit) else {
+            return Ok(None);
+        };
+        Ok(match &*self.get(path, iface, "MemoryCurrent").await? {
+            Variant::U64(n) if *n != u64::MAX => Some(*n),
+            _ => None,
+        })
+    }
+
+    /// The service's `Restart=` setting ("no", "always", "on-failure" ...);
+    /// "no" for units that are not services.
+    pub async fn restart_setting(&self, unit: &str, path: &str) -> Result<String, SystemdError> {
+        if !unit.ends_with(".service") {
+            return Ok("no".into());
+        }
+        Ok(
+            match &*self
+                .get(path, "org.freedesktop.systemd1.Service", "Restart")
+                .await?
+            {
+                Variant::Str(s) => s.as_str().to_string(),
+                _ => "no".into(),
+            },
+        )
+    }
+
+    /// When the unit last entered the active state.
+    pub async fn active_enter(&self, path: &str) -> Result<Option<SystemTime>, SystemdError> {
+        Ok(
+            match &*self.get(path, UNIT_IFACE, "ActiveEnterTimestamp").await? {
+                Variant::U64(0) => None,
+                Variant::U64(us) => Some(SystemTime::UNIX_EPOCH + Duration::from_micros(*us)),
+                _ => None,
+            },
+        )
+    }
+
+    /// `RestartUnit(name, "replace")`: queues the job and returns.
+    pub async fn restart(&self, unit: &str) -> Result<(), SystemdError> {
+        self.manager
+            .restart_unit(unit.to_string(), "replace".into())
+            .await
+            .map(|_| ())
+            .map_err(err(format!("RestartUnit {unit}")))
+    }
+
+    /// `ResetFailedUnit(name)`: clears the failed state and the start limit.
+    pub async fn reset_failed(&self, unit: &str) -> Result<(), SystemdError> {
+        self.manager
+            .reset_failed_unit(unit.to_string())
+            .await
+            .map_err(err(format!("ResetFailedUnit {unit}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_reports_only_real_moves() {
+        let mut s = UnitStatus {
+            load_state: "loaded".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            ..Default::default()
+        };
+        let same = Change {
+            active_state: Some("active".into()),
+            n_restarts: Some(2),
+            ..Default::default()
+        };
+        assert!(!same.apply(&mut s));
+        assert_eq!(s.n_restarts, Some(2));
+        let failed = Change {
+            active_state: Some("failed".into()),
+            sub_state: Some("failed".into()),
+            result: Some("signal".into()),
+            ..Default::default()
+        };
+        assert!(failed.apply(&mut s));
+        assert!(s.is_failed());
+        assert_eq!(s.result.as_deref(), Some("signal"));
+    }
+
+    #[test]
+    fn interfaces_by_type() {
+        assert_eq!(
+            type_interface("a.service"),
+            Some("org.freedesktop.systemd1.Service")
+        );
+        assert_eq!(type_interface("multi-user.target"), None);
+    }
+}

@@ -1,0 +1,300 @@
+//! A real systemd 252 as PID 1 in fresh namespaces over an overlay of `/`,
+//! for tests that claim systemd, D-Bus, sd_notify or journald behaviour.
+//!
+//! Each [`Sandbox`] boots its own systemd (about a second), so tests run in
+//! parallel without seeing each other; dropping it powers it off and removes
+//! its overlay. Needs root.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Units of this machine image that would start in every sandbox and only
+/// add noise (they are enabled on the host, and the sandbox overlays `/`).
+const MASKED: &[&str] = &[
+    "postgresql.service",
+    "e2scrub_reap.service",
+    "getty@tty1.service",
+    "systemd-timesyncd.service",
+    "monit.service",
+    "prometheus.service",
+    "prometheus-node-exporter.service",
+];
+
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub pid1: u32,
+    unshare: Child,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The built daemon binary, as the sandbox sees it (same path: it overlays /).
+pub fn unitwatchd_bin() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_unitwatchd"));
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+impl Sandbox {
+    /// Boots a fresh systemd and waits until it is running.
+    pub fn boot(name: &str) -> Sandbox {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the systemd harness needs root (run the tests with sudo, as CI does)"
+        );
+        let dir = PathBuf::from(format!(
+            "/var/tmp/unitwatch-sandbox-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let units = dir.join("upper/etc/systemd/system");
+        std::fs::create_dir_all(&units).unwrap();
+        for u in MASKED {
+            std::os::unix::fs::symlink("/dev/null", units.join(u)).unwrap();
+        }
+        // The image may forbid service starts from maintainer scripts.
+        let log = std::fs::File::create(dir.join("boot.log")).unwrap();
+        let unshare = Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--mount",
+                "--net",
+                "--uts",
+                "--ipc",
+                "--propagation",
+                "private",
+            ])
+            .arg(repo().join("tests/harness/boot.sh"))
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn unshare");
+        let children = format!("/proc/{0}/task/{0}/children", unshare.id());
+        let start = Instant::now();
+        let pid1 = loop {
+            if let Some(p) = std::fs::read_to_string(&children)
+                .ok()
+                .and_then(|s| s.split_whitespace().next().map(|p| p.parse().unwrap()))
+            {
+                // Wait until the child has exec'd systemd (it is the boot
+                // script until then).
+                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                if comm.trim() == "systemd" {
+                    break p;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "systemd did not start: {}",
+                std::fs::read_to_string(dir.join("boot.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let sb = Sandbox { dir, pid1, unshare };
+        let state = sb.wait_for("systemd to boot", Duration::from_secs(30), || {
+            let out = sb.sh("systemctl is-system-running");
+            let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            matches!(s.as_str(), "running" | "degraded").then_some(s)
+        });
+        if state == "degraded" {
+            eprintln!("{}", sb.sh_out("systemctl --failed --no-pager"));
+        }
+        sb.sh("ip link set lo up");
+        sb
+    }
+
+    /// Runs `cmd` with sh inside the sandbox.
+    pub fn sh(&self, cmd: &str) -> Output {
+        Command::new("nsenter")
+            .args([
+                "-t",
+                &self.pid1.to_string(),
+                "-a",
+                "-r",
+                "-w",
+                "sh",
+                "-c",
+                cmd,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("nsenter")
+    }
+
+    /// stdout of `cmd`, whatever its exit code.
+    pub fn sh_out(&self, cmd: &str) -> String {
+        String::from_utf8_lossy(&self.sh(cmd).stdout).into_owned()
+    }
+
+    /// stdout of `cmd`, which must succeed.
+    pub fn ok(&self, cmd: &str) -> String {
+        let out = self.sh(cmd);
+        assert!(
+            out.status.success(),
+            "`{cmd}` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A path inside the sandbox, seen from the host.
+    pub fn path(&self, p: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{}", self.pid1, p))
+    }
+
+    pub fn write(&self, p: &str, content: &str) {
+        let path = self.path(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    pub fn read(&self, p: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(p)).ok()
+    }
+
+    /// Installs a unit file and reloads systemd.
+    pub fn unit(&self, name: &str, body: &str) {
+        self.write(&format!("/etc/systemd/system/{name}"), body);
+        self.ok("systemctl daemon-reload");
+    }
+
+    /// Installs unitwatch.service from `systemd/` (its ExecStart pointed at
+    /// the built binary), writes `config`, and starts it.
+    pub fn start_unitwatch(&self, config: &str, dropin: &str) {
+        self.write("/etc/unitwatch/unitwatch.toml", config);
+        let unit = std::fs::read_to_string(repo().join("systemd/unitwatch.service")).unwrap();
+        self.write("/etc/systemd/system/unitwatch.service", &unit);
+        let bin = unitwatchd_bin();
+        self.write(
+            "/etc/systemd/system/unitwatch.service.d/test.conf",
+            &format!(
+                "[Service]\nExecStartPre=\nExecStartPre={0} config check\nExecStart=\nExecStart={0} run\n{dropin}\n",
+                bin.display()
+            ),
+        );
+        self.ok("systemctl daemon-reload");
+        self.ok("systemctl start unitwatch");
+    }
+
+    /// `journalctl -o json` entries of unitwatch matching `filter`
+    /// (e.g. "UNITWATCH_EVENT=unit-failed").
+    pub fn journal(&self, filter: &str) -> Vec<serde_json::Value> {
+        self.sh_out(&format!(
+            "journalctl -u unitwatch -o json --no-pager {filter}"
+        ))
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+    }
+
+    /// Messages of unitwatch's journal, for failure output.
+    pub fn journal_text(&self) -> String {
+        self.sh_out("journalctl -u unitwatch -o cat --no-pager | tail -60")
+    }
+
+    pub fn prop(&self, unit: &str, prop: &str) -> String {
+        self.sh_out(&format!("systemctl show -p {prop} --value {unit}"))
+            .trim()
+            .to_string()
+    }
+
+    /// SIGKILL to the unit's main process (avoids systemctl kill's noise
+    /// about auxiliary processes in this sandbox).
+    pub fn kill_main(&self, unit: &str) {
+        self.ok(&format!("systemctl kill --kill-who=main -s KILL {unit}"));
+    }
+
+    pub fn wait_active(&self, unit: &str, timeout: Duration) {
+        self.wait_for(&format!("{unit} active"), timeout, || {
+            (self.prop(unit, "ActiveState") == "active").then_some(())
+        });
+    }
+
+    /// Polls `f` every 50 ms until it yields, or fails the test with the
+    /// daemon's journal after `timeout`.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n--- unitwatch journal ---\n{}",
+                    self.journal_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_str(
+            &self
+                .read("/run/unitwatch/status.json")
+                .expect("status.json"),
+        )
+        .expect("status.json parses")
+    }
+
+    pub fn backoff_json(&self) -> serde_json::Value {
+        serde_json::from_str(
+            &self
+                .read("/var/lib/unitwatch/backoff.json")
+                .expect("backoff.json"),
+        )
+        .expect("backoff.json parses")
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.sh("systemctl poweroff --no-block");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.unshare.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !matches!(self.unshare.try_wait(), Ok(Some(_))) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid1.to_string()])
+                .status();
+            let _ = self.unshare.wait();
+        }
+        if std::env::var_os("UNITWATCH_KEEP_SANDBOX").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in µs: the sandbox shares the host's kernel clock, so
+/// this compares with systemd's `*TimestampMonotonic` properties.
+pub fn monotonic_us() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000
+}
+
+/// A field of a journal entry as a string.
+pub fn field<'a>(e: &'a serde_json::Value, k: &str) -> &'a str {
+    e.get(k).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+pub fn read_repo(p: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).unwrap()
+}

@@ -1,0 +1,554 @@
+//! unitwatchd against a real systemd 252 (see tests/harness): detection,
+//! backoff across its own restarts, the hourly cap, heartbeats, watchdog,
+//! bad state and config, journal fields, and the one-shot CLI.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{field, Sandbox};
+
+const VICTIM: &str =
+    "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=simple\nExecStart=/bin/sleep infinity\n";
+
+fn config(extra_backoff: &str, units: &str) -> String {
+    format!("[daemon]\ninterval = \"1s\"\n[backoff]\ninitial = \"1s\"\n{extra_backoff}\n{units}\n")
+}
+
+/// Delays (ms) of the restart-scheduled events for `unit`, in order.
+fn scheduled_delays(sb: &Sandbox, unit: &str) -> Vec<u64> {
+    sb.journal(&format!(
+        "UNITWATCH_EVENT=restart-scheduled UNITWATCH_UNIT={unit}"
+    ))
+    .iter()
+    .map(|e| field(e, "UNITWATCH_DELAY_MS").parse().unwrap())
+    .collect()
+}
+
+fn count_events(sb: &Sandbox, filter: &str) -> usize {
+    sb.journal(filter).len()
+}
+
+/// Kills `unit` and waits for unitwatch to bring it back; returns how long
+/// the unit was down, as systemd saw it.
+fn kill_and_wait_back(sb: &Sandbox, unit: &str, restarts_before: usize) -> Duration {
+    let killed = harness::monotonic_us();
+    sb.kill_main(unit);
+    sb.wait_for("unitwatch to restart it", Duration::from_secs(30), || {
+        (count_events(
+            sb,
+            &format!("UNITWATCH_EVENT=unit-restarted UNITWATCH_UNIT={unit}"),
+        ) > restarts_before)
+            .then_some(())
+    });
+    sb.wait_active(unit, Duration::from_secs(10));
+    let t = |p: &str| sb.prop(unit, p).parse::<u64>().unwrap();
+    Duration::from_micros(t("ActiveEnterTimestampMonotonic") - killed)
+}
+
+#[test]
+fn kills_are_restarted_with_growing_backoff_that_survives_daemon_restart_and_resets() {
+    let sb = Sandbox::boot("backoff");
+    sb.unit("victim.service", VICTIM);
+    sb.ok("systemctl start victim");
+    sb.start_unitwatch(
+        &config(
+            "reset_after = \"5s\"\nmax_restarts_per_hour = 20",
+            "[[unit]]\nname = \"victim.service\"",
+        ),
+        "",
+    );
+
+    // Three kills: each restarted, each wait longer than the one before.
+    let mut downs = vec![];
+    for i in 0..3 {
+        downs.push(kill_and_wait_back(&sb, "victim.service", i));
+    }
+    assert_eq!(
+        scheduled_delays(&sb, "victim.service"),
+        vec![1000, 2000, 4000]
+    );
+    for (down, want) in downs.iter().zip([1000, 2000, 4000]) {
+        assert!(
+            down.as_millis() >= want && down.as_millis() < want + 1500,
+            "down for {down:?}, configured delay {want} ms"
+        );
+    }
+    let b = sb.backoff_json();
+    let v = &b["units"]["victim.service"];
+    assert_eq!(v["attempts"], 3, "{b}");
+    assert_eq!(v["next_delay_ms"], 8000, "{b}");
+    assert_eq!(v["restarts"].as_array().unwrap().len(), 3, "{b}");
+    assert!(
+        v["last_failure"].is_string() && v["last_restart"].is_string(),
+        "{b}"
+    );
+
+    // Kill it, then restart unitwatch before the 8 s delay is up: the plan
+    // and the sequence survive.
+    sb.kill_main("victim.service");
+    sb.wait_for("the 4th schedule", Duration::from_secs(5), || {
+        (scheduled_delays(&sb, "victim.service").len() == 4).then_some(())
+    });
+    let pid = sb.prop("unitwatch", "MainPID");
+    sb.ok("systemctl restart unitwatch");
+    assert_ne!(pid, sb.prop("unitwatch", "MainPID"));
+    assert_eq!(
+        scheduled_delays(&sb, "victim.service"),
+        vec![1000, 2000, 4000, 8000]
+    );
+    sb.wait_for("the 4th restart", Duration::from_secs(15), || {
+        (count_events(
+            &sb,
+            "UNITWATCH_EVENT=unit-restarted UNITWATCH_UNIT=victim.service",
+        ) == 4)
+            .then_some(())
+    });
+    sb.wait_active("victim.service", Duration::from_secs(5));
+    assert_eq!(sb.backoff_json()["units"]["victim.service"]["attempts"], 4);
+
+    // Healthy for reset_after (5 s): the sequence starts over at 1 s.
+    sb.wait_for("backoff reset", Duration::from_secs(15), || {
+        (count_events(
+            &sb,
+            "UNITWATCH_EVENT=backoff-reset UNITWATCH_UNIT=victim.service",
+        ) == 1)
+            .then_some(())
+    });
+    let b = sb.backoff_json();
+    assert_eq!(b["units"]["victim.service"]["attempts"], 0, "{b}");
+    kill_and_wait_back(&sb, "victim.service", 4);
+    assert_eq!(
+        scheduled_delays(&sb, "victim.service"),
+        vec![1000, 2000, 4000, 8000, 1000]
+    );
+
+    // The journal tells the story with structured fields.
+    let failed = sb.journal("UNITWATCH_EVENT=unit-failed UNITWATCH_UNIT=victim.service");
+    assert_eq!(failed.len(), 5);
+    let e = &failed[0];
+    assert_eq!(field(e, "UNITWATCH_SEVERITY"), "error");
+    assert_eq!(field(e, "PRIORITY"), "3");
+    assert_eq!(field(e, "SYSLOG_IDENTIFIER"), "unitwatchd");
+    assert_eq!(field(e, "MESSAGE"), "victim.service failed (Result=signal)");
+    let r = &sb.journal("UNITWATCH_EVENT=restart-scheduled")[0];
+    assert_eq!(field(r, "UNITWATCH_UNIT"), "victim.service");
+    assert_eq!(field(r, "UNITWATCH_DELAY_MS"), "1000");
+    assert_eq!(field(r, "UNITWATCH_SEVERITY"), "warning");
+    let c = &sb.journal("UNITWATCH_EVENT=check-changed UNITWATCH_CHECK=victim.service:state");
+    assert!(c.len() >= 2, "check-changed events: {c:?}");
+    assert_eq!(
+        count_events(
+            &sb,
+            "UNITWATCH_EVENT=unit-recovered UNITWATCH_UNIT=victim.service"
+        ),
+        5
+    );
+}
+
+#[test]
+fn restart_limit_stops_restarts_and_is_reported_once() {
+    let sb = Sandbox::boot("limit");
+    sb.unit("victim.service", VICTIM);
+    sb.ok("systemctl start victim");
+    sb.start_unitwatch(
+        &config(
+            "factor = 1.0\nmax_restarts_per_hour = 2",
+            "[[unit]]\nname = \"victim.service\"",
+        ),
+        "",
+    );
+    kill_and_wait_back(&sb, "victim.service", 0);
+    kill_and_wait_back(&sb, "victim.service", 1);
+    sb.kill_main("victim.service");
+    let e = sb.wait_for("restart-limit event", Duration::from_secs(10), || {
+        sb.journal("UNITWATCH_EVENT=restart-limit")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(field(&e, "UNITWATCH_SEVERITY"), "critical");
+    assert_eq!(field(&e, "UNITWATCH_UNIT"), "victim.service");
+    // Several sweeps later: still failed, no third restart, one event only.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(sb.prop("victim.service", "ActiveState"), "failed");
+    assert_eq!(count_events(&sb, "UNITWATCH_EVENT=unit-restarted"), 2);
+    assert_eq!(count_events(&sb, "UNITWATCH_EVENT=restart-limit"), 1);
+    let s = sb.status_json();
+    assert_eq!(s["status"], "fail");
+    assert_eq!(
+        s["units"]["victim.service"]["backoff"]["limited"], true,
+        "{s}"
+    );
+    assert_eq!(
+        s["units"]["victim.service"]["backoff"]["restarts_last_hour"],
+        2
+    );
+
+    // An operator's reset lifts the limit: the next failure is restarted.
+    let out = sb.ok(&format!(
+        "{} backoff reset victim.service",
+        harness::unitwatchd_bin().display()
+    ));
+    assert!(out.contains("applied by unitwatchd"), "{out}");
+    sb.wait_for("restart after reset", Duration::from_secs(10), || {
+        (count_events(&sb, "UNITWATCH_EVENT=unit-restarted") == 3).then_some(())
+    });
+    sb.wait_active("victim.service", Duration::from_secs(5));
+}
+
+#[test]
+fn stale_heartbeat_warns_and_restarts_its_unit() {
+    let sb = Sandbox::boot("heartbeat");
+    // Beats three times, then hangs.
+    sb.unit(
+        "beat.service",
+        "[Service]\nExecStartPre=/bin/mkdir -p /var/lib/beat\nExecStart=/bin/sh -c 'for i in 1 2 3; do touch /var/lib/beat/hb; sleep 1; done; exec sleep infinity'\n",
+    );
+    sb.ok("systemctl start beat");
+    sb.write("/var/lib/lonely/hb", "x");
+    sb.start_unitwatch(
+        &config(
+            "",
+            "[[unit]]\nname = \"beat.service\"\n\
+             [[heartbeat]]\npath = \"/var/lib/beat/hb\"\nmax_age = \"3s\"\nrestart_unit = \"beat.service\"\n\
+             [[heartbeat]]\npath = \"/var/lib/lonely/hb\"\nmax_age = \"2s\"",
+        ),
+        "",
+    );
+    // The heartbeat without restart_unit: fresh, then stale -> warn.
+    let check = |s: &serde_json::Value, key: &str| {
+        s["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == key)
+            .cloned()
+            .unwrap()
+    };
+    let c = sb.wait_for("lonely heartbeat stale", Duration::from_secs(10), || {
+        let c = check(&sb.status_json(), "heartbeat:/var/lib/lonely/hb:age");
+        (c["status"] == "warn").then_some(c)
+    });
+    assert!(c["observed_value"].as_f64().unwrap() > 2.0, "{c}");
+    assert_eq!(c["observed_unit"], "s");
+    assert!(
+        c["output"].as_str().unwrap().contains("ago (max 2s)"),
+        "{c}"
+    );
+    assert_eq!(sb.status_json()["status"], "warn");
+
+    // The hanging service: stale, then restarted by unitwatch.
+    let pid = sb.prop("beat.service", "MainPID");
+    let e = sb.wait_for("heartbeat-stale restart", Duration::from_secs(20), || {
+        sb.journal("UNITWATCH_EVENT=unit-restarted UNITWATCH_UNIT=beat.service")
+            .into_iter()
+            .next()
+    });
+    assert!(
+        field(&e, "MESSAGE").contains("reason: heartbeat-stale"),
+        "{e}"
+    );
+    assert_eq!(
+        count_events(
+            &sb,
+            "UNITWATCH_EVENT=heartbeat-stale UNITWATCH_UNIT=beat.service"
+        ),
+        1
+    );
+    sb.wait_active("beat.service", Duration::from_secs(5));
+    assert_ne!(pid, sb.prop("beat.service", "MainPID"));
+    // After the restart it beats again: the check passes again.
+    sb.wait_for("heartbeat fresh again", Duration::from_secs(5), || {
+        (check(&sb.status_json(), "heartbeat:/var/lib/beat/hb:age")["status"] == "pass")
+            .then_some(())
+    });
+}
+
+#[test]
+fn watchdog_restarts_a_hung_daemon() {
+    let sb = Sandbox::boot("watchdog");
+    sb.unit("victim.service", VICTIM);
+    sb.ok("systemctl start victim");
+    sb.start_unitwatch(
+        &config("", "[[unit]]\nname = \"victim.service\""),
+        "WatchdogSec=3s",
+    );
+    let s = sb.status_json();
+    assert_eq!(s["status"], "pass");
+    let st = sb.prop("unitwatch", "StatusText");
+    assert_eq!(st, "1 units ok");
+    let pid = sb.prop("unitwatch", "MainPID");
+    sb.ok(&format!("kill -STOP {pid}"));
+    let new = sb.wait_for("watchdog restart", Duration::from_secs(10), || {
+        let p = sb.prop("unitwatch", "MainPID");
+        (p != pid && p != "0" && sb.prop("unitwatch", "ActiveState") == "active").then_some(p)
+    });
+    assert_ne!(new, pid);
+    let log = sb.sh_out("journalctl -u unitwatch --no-pager -o cat");
+    assert!(log.contains("Watchdog timeout"), "{log}");
+    assert_eq!(sb.prop("unitwatch", "NRestarts"), "1");
+}
+
+#[test]
+fn corrupt_state_and_bad_config_are_survived() {
+    let sb = Sandbox::boot("corrupt");
+    sb.unit("victim.service", VICTIM);
+    sb.ok("systemctl start victim");
+    let truncated =
+        "{\"schema_version\": 1, \"units\": {\"victim.service\": {\"attempts\": 3, \"next_de";
+    sb.write("/var/lib/unitwatch/backoff.json", truncated);
+    let good = config("", "[[unit]]\nname = \"victim.service\"");
+    sb.start_unitwatch(&good, "");
+    let e = sb.wait_for("state-corrupt event", Duration::from_secs(5), || {
+        sb.journal("UNITWATCH_EVENT=state-corrupt")
+            .into_iter()
+            .next()
+    });
+    let msg = field(&e, "MESSAGE");
+    assert!(
+        msg.contains("/var/lib/unitwatch/backoff.json: corrupt backoff state (line 1 column"),
+        "{msg}"
+    );
+    // The bad bytes are kept beside it, not lost.
+    let aside = sb.ok("ls /var/lib/unitwatch/ | grep '^backoff.json.corrupt-'");
+    assert_eq!(
+        sb.read(&format!("/var/lib/unitwatch/{}", aside.trim()))
+            .unwrap(),
+        truncated
+    );
+    kill_and_wait_back(&sb, "victim.service", 0);
+    assert_eq!(sb.backoff_json()["units"]["victim.service"]["attempts"], 1);
+
+    // A bad config on reload: rejected with file:line:col, old one kept.
+    let pid = sb.prop("unitwatch", "MainPID");
+    sb.write(
+        "/etc/unitwatch/unitwatch.toml",
+        &format!("{good}\n[[unit]]\nname = \"worker\"\n"),
+    );
+    sb.ok("systemctl reload unitwatch");
+    let e = sb.wait_for("config-rejected event", Duration::from_secs(5), || {
+        sb.journal("UNITWATCH_EVENT=config-rejected")
+            .into_iter()
+            .next()
+    });
+    assert!(
+        field(&e, "MESSAGE").contains("/etc/unitwatch/unitwatch.toml:10:8: unit[1].name: unit name \"worker\" has no type suffix"),
+        "{e}"
+    );
+    assert_eq!(sb.prop("unitwatch", "MainPID"), pid);
+    kill_and_wait_back(&sb, "victim.service", 1);
+
+    // The same file checked by hand: exit 78 and the same message.
+    let out = sb.sh(&format!(
+        "{} config check",
+        harness::unitwatchd_bin().display()
+    ));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unitwatch.toml:10:8: unit[1].name"));
+    // A restart with it refuses to start, and says why.
+    assert!(!sb.sh("systemctl restart unitwatch").status.success());
+    let log = sb.sh_out("journalctl -u unitwatch --no-pager -o cat");
+    assert!(
+        log.contains("unit[1].name: unit name \"worker\" has no type suffix"),
+        "{log}"
+    );
+    // The state is untouched.
+    assert_eq!(sb.backoff_json()["units"]["victim.service"]["attempts"], 2);
+}
+
+#[test]
+fn systemd_own_restarts_are_counted_not_duplicated() {
+    let sb = Sandbox::boot("selfrestart");
+    sb.unit(
+        "selfheal.service",
+        "[Service]\nExecStart=/bin/sleep infinity\nRestart=always\nRestartSec=1s\n",
+    );
+    sb.ok("systemctl start selfheal");
+    sb.start_unitwatch(&config("", "[[unit]]\nname = \"selfheal.service\""), "");
+    sb.kill_main("selfheal.service");
+    let e = sb.wait_for("unit-failed event", Duration::from_secs(5), || {
+        sb.journal("UNITWATCH_EVENT=unit-failed").into_iter().next()
+    });
+    assert!(
+        field(&e, "MESSAGE").contains("systemd's Restart= is starting it again"),
+        "{e}"
+    );
+    sb.wait_for("NRestarts=1", Duration::from_secs(5), || {
+        (sb.prop("selfheal.service", "NRestarts") == "1").then_some(())
+    });
+    sb.wait_active("selfheal.service", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count_events(&sb, "UNITWATCH_EVENT=unit-restarted"), 0);
+    assert_eq!(count_events(&sb, "UNITWATCH_EVENT=restart-scheduled"), 0);
+    assert_eq!(sb.prop("selfheal.service", "NRestarts"), "1");
+    let b = sb.backoff_json();
+    assert_eq!(
+        b["units"]["selfheal.service"]["systemd_restarts_total"], 1,
+        "{b}"
+    );
+    assert_eq!(b["units"]["selfheal.service"]["restarts_total"], 0, "{b}");
+}
+
+#[test]
+fn systemd_giving_up_is_reported_and_not_hammered() {
+    let sb = Sandbox::boot("startlimit");
+    sb.unit(
+        "flappy.service",
+        "[Unit]\nStartLimitIntervalSec=60\nStartLimitBurst=3\n[Service]\nExecStart=/bin/false\nRestart=always\nRestartSec=100ms\n",
+    );
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"1s\"\n[backoff]\ninitial = \"3s\"\n[[unit]]\nname = \"flappy.service\"\n",
+        "",
+    );
+    sb.sh("systemctl start flappy");
+    // systemd's burst (3 starts) ends in failed; unitwatch says systemd gave up.
+    let gave_up = |sb: &Sandbox| {
+        sb.journal("UNITWATCH_EVENT=unit-failed UNITWATCH_UNIT=flappy.service")
+            .into_iter()
+            .filter(|e| field(e, "MESSAGE").contains("systemd's Restart= gave up"))
+            .count()
+    };
+    sb.wait_for("gave-up event", Duration::from_secs(10), || {
+        (gave_up(&sb) == 1).then_some(())
+    });
+    assert_eq!(scheduled_delays(&sb, "flappy.service"), vec![3000]);
+    assert!(sb
+        .sh_out("journalctl -u flappy --no-pager -o cat")
+        .contains("Start request repeated too quickly"));
+    // Not hammered: nothing before the delay is up.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(count_events(&sb, "UNITWATCH_EVENT=unit-restarted"), 0);
+    // Then one restart, which systemd accepts (reset-failed cleared its
+    // limit): a new burst runs and gives up again, and the next wait doubles.
+    sb.wait_for("second give-up", Duration::from_secs(10), || {
+        (gave_up(&sb) == 2).then_some(())
+    });
+    assert_eq!(count_events(&sb, "UNITWATCH_EVENT=unit-restarted"), 1);
+    assert_eq!(count_events(&sb, "UNITWATCH_EVENT=restart-failed"), 0);
+    assert_eq!(scheduled_delays(&sb, "flappy.service"), vec![3000, 6000]);
+    let s = sb.status_json();
+    assert_eq!(s["checks"][0]["status"], "fail");
+    assert!(
+        s["units"]["flappy.service"]["backoff"]["systemd_restarts_total"]
+            .as_u64()
+            .unwrap()
+            >= 4,
+        "{s}"
+    );
+}
+
+#[test]
+fn survives_the_bus_going_away() {
+    let sb = Sandbox::boot("bus");
+    sb.unit("victim.service", VICTIM);
+    sb.ok("systemctl start victim");
+    sb.start_unitwatch(&config("", "[[unit]]\nname = \"victim.service\""), "");
+    let pid = sb.prop("unitwatch", "MainPID");
+    sb.ok("systemctl restart dbus");
+    sb.wait_for("systemd-unreachable event", Duration::from_secs(10), || {
+        sb.journal("UNITWATCH_EVENT=systemd-unreachable")
+            .into_iter()
+            .next()
+    });
+    sb.wait_for("systemd-reconnected event", Duration::from_secs(15), || {
+        sb.journal("UNITWATCH_EVENT=systemd-reconnected")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(
+        sb.prop("unitwatch", "MainPID"),
+        pid,
+        "the daemon did not restart"
+    );
+    sb.wait_for(
+        "status.json reachable again",
+        Duration::from_secs(5),
+        || (sb.status_json()["systemd"]["reachable"] == true).then_some(()),
+    );
+    // Signals flow again on the new connection.
+    kill_and_wait_back(&sb, "victim.service", 0);
+}
+
+#[test]
+fn one_shot_check_and_snapshot_contract() {
+    let sb = Sandbox::boot("cli");
+    sb.unit("victim.service", VICTIM);
+    sb.ok("systemctl start victim");
+    let cfg = "[[unit]]\nname = \"victim.service\"\nrestart = false\n[[unit]]\nname = \"ghost.service\"\nrestart = false\n[[disk]]\npath = \"/\"\nwarn_percent = 99\ncrit_percent = 100\n";
+    sb.write("/etc/unitwatch/unitwatch.toml", cfg);
+    let bin = harness::unitwatchd_bin();
+    let out = sb.sh(&format!("{} check", bin.display()));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{table}");
+    assert!(table.contains("PASS    victim.service:state"), "{table}");
+    assert!(
+        table.contains("FAIL    ghost.service:state   inactive       unit does not exist (systemd: LoadState=not-found)"),
+        "{table}"
+    );
+    // Without the ghost: pass, exit 0, JSON snapshot.
+    sb.write(
+        "/etc/unitwatch/unitwatch.toml",
+        &cfg.replace("ghost.service", "victim.service").replacen(
+            "[[unit]]\nname = \"victim.service\"\nrestart = false\n",
+            "",
+            1,
+        ),
+    );
+    let out = sb.sh(&format!("{} check --json", bin.display()));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["schema_version"], 1);
+    assert_eq!(s["status"], "pass");
+    assert_eq!(s["systemd"]["reachable"], true);
+    assert_eq!(
+        s["units"]["victim.service"]["state"]["active_state"],
+        "active"
+    );
+    let keys: Vec<_> = s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "victim.service:state",
+            "disk:/:utilization",
+            "disk:/:inodes"
+        ]
+    );
+    for c in s["checks"].as_array().unwrap() {
+        for k in [
+            "status",
+            "observed_value",
+            "time",
+            "component",
+            "component_type",
+        ] {
+            assert!(c.get(k).is_some(), "{k} missing in {c}");
+        }
+    }
+    // The daemon's snapshot follows the same contract, with pid and version.
+    sb.start_unitwatch(&sb.read("/etc/unitwatch/unitwatch.toml").unwrap(), "");
+    let s = sb.status_json();
+    assert_eq!(s["pid"].to_string(), sb.prop("unitwatch", "MainPID"));
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["interval_ms"], 10000);
+    // A killed watch-only unit turns it to fail at once, with no restart.
+    sb.kill_main("victim.service");
+    sb.wait_for("fail in status.json", Duration::from_secs(3), || {
+        (sb.status_json()["status"] == "fail").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sb.prop("victim.service", "ActiveState"), "failed");
+    assert_eq!(
+        sb.prop("unitwatch", "StatusText"),
+        "0 units ok, 1 failing: victim.service"
+    );
+}
