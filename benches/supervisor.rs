@@ -104,7 +104,9 @@ fn latency_and_overhead() {
     );
     let (med, _, _) = summarize("restart overhead: kill -> active, minus 100ms", overhead);
     println!("   target: median <= 20 ms: {}", verdict(med <= 20.0));
-    println!("   for scale: monit at its 1 s cycle brings a killed service back after ~530 ms median");
+    println!(
+        "   for scale: monit at its 1 s cycle brings a killed service back after ~530 ms median"
+    );
 }
 
 fn cpu_ticks(sb: &Sandbox, pid: &str) -> u64 {

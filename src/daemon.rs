@@ -25,6 +25,12 @@ use crate::units::{UnitStatus, UnitTable};
 /// `auto-restart` (it does so in the same event-loop turn; this is margin).
 const SETTLE: Duration = Duration::from_millis(250);
 
+/// How long one attempt to reach systemd over D-Bus may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The wait between attempts to reach a lost bus.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
 /// A request file left by `unitwatchd backoff reset` for a running daemon.
 pub const RESET_REQUEST: &str = "backoff.reset-request";
 
@@ -129,8 +135,11 @@ impl Supervisor {
 
     /// Connects and subscribes; on failure records why and returns None.
     async fn connect(&mut self) -> Option<Signals> {
+        log::debug!("connecting to systemd over D-Bus");
         let attempt = async {
-            let bus = Systemd::connect().await?;
+            // Bounded: the loop must keep sweeping (and pinging the watchdog)
+            // while a restarting dbus-daemon leaves the socket unanswered.
+            let bus = Systemd::connect_timeout(CONNECT_TIMEOUT).await?;
             let stream = bus.subscribe().await?;
             Ok::<_, SystemdError>((bus, stream))
         };
@@ -925,13 +934,18 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         t
     };
     let mut ticker = new_ticker(sup.period());
+    // An absolute deadline, kept across iterations: a sleep made afresh in
+    // each turn of the loop would never finish while the sweep ticker (as
+    // short as the retry wait) keeps winning the select.
+    let mut reconnect_at: Option<tokio::time::Instant> = None;
     loop {
-        let disconnected = stream.is_none();
+        if stream.is_none() && reconnect_at.is_none() {
+            reconnect_at = Some(tokio::time::Instant::now() + RECONNECT_EVERY);
+        }
         let reconnect = async move {
-            if disconnected {
-                tokio::time::sleep(Duration::from_secs(1)).await
-            } else {
-                std::future::pending().await
+            match reconnect_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -955,6 +969,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             _ = sleep_until_wall(sup.next_deadline()) => sup.restart_due().await,
             _ = sleep_until_wall(sup.settling.values().min().copied()) => sup.settle_due().await,
             _ = reconnect => {
+                reconnect_at = None;
                 stream = sup.connect().await;
                 if stream.is_some() {
                     sup.sweep().await;
