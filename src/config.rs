@@ -648,6 +648,24 @@ crit_percent = 95
     }
 
     #[test]
+    fn shipped_config_is_valid_and_states_the_defaults() {
+        let shipped = parse(include_str!("../packaging/unitwatch.toml")).unwrap();
+        let defaults = parse("").unwrap();
+        assert_eq!(shipped.daemon, defaults.daemon);
+        assert_eq!(shipped.backoff, defaults.backoff);
+        assert_eq!(shipped.disks.len(), 1);
+        assert_eq!(
+            (shipped.disks[0].warn_percent, shipped.disks[0].crit_percent),
+            (default_disk_warn(), default_disk_crit())
+        );
+        let m = shipped.memory.unwrap();
+        assert_eq!(
+            (m.warn_percent, m.crit_percent),
+            (default_mem_warn(), default_mem_crit())
+        );
+    }
+
+    #[test]
     fn unknown_key_names_file_line_col_and_key() {
         let e = err("[daemon]\ninterval = \"1s\"\nintervall = \"2s\"\n");
         assert!(
