@@ -112,6 +112,19 @@ pub struct CheckContext<'a> {
     pub proc_dir: &'a Path,
 }
 
+impl CheckContext<'_> {
+    /// systemd's view of `unit`, or the `fail` a unit check reports when it
+    /// has none (systemd unreachable, or not asked yet).
+    pub fn unit_status(&self, unit: &str) -> Result<&crate::units::UnitStatus, Outcome> {
+        if let Some(e) = self.systemd_error {
+            return Err(Outcome::error(format!("cannot reach systemd: {e}")));
+        }
+        self.units
+            .get(unit)
+            .ok_or_else(|| Outcome::error("systemd has not reported on this unit yet"))
+    }
+}
+
 pub trait Check: Send + Sync {
     fn id(&self) -> &CheckId;
     /// The systemd unit this check is about, if any: such checks are re-run

@@ -41,11 +41,9 @@ impl Check for UnitMemoryCheck {
         Some(&self.unit)
     }
     fn run(&self, ctx: &CheckContext<'_>) -> Outcome {
-        if let Some(e) = ctx.systemd_error {
-            return Outcome::error(format!("cannot reach systemd: {e}"));
-        }
-        let Some(s) = ctx.units.get(&self.unit) else {
-            return Outcome::error("systemd has not reported on this unit yet");
+        let s = match ctx.unit_status(&self.unit) {
+            Ok(s) => s,
+            Err(o) => return o,
         };
         let Some(bytes) = s.memory_current else {
             return if s.is_active() {

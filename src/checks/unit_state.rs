@@ -78,11 +78,9 @@ impl Check for UnitStateCheck {
         Some(&self.unit)
     }
     fn run(&self, ctx: &CheckContext<'_>) -> Outcome {
-        if let Some(e) = ctx.systemd_error {
-            return Outcome::error(format!("cannot reach systemd: {e}"));
-        }
-        let Some(s) = ctx.units.get(&self.unit) else {
-            return Outcome::error("systemd has not reported on this unit yet");
+        let s = match ctx.unit_status(&self.unit) {
+            Ok(s) => s,
+            Err(o) => return o,
         };
         let (status, output) = judge(s);
         let mut o = Outcome::new(status, s.active_state.clone(), None);
