@@ -51,6 +51,21 @@ pub struct Config {
     pub disks: Vec<DiskConfig>,
     #[serde(default)]
     pub memory: Option<MemoryConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`: what unitwatch-http serves on (the daemon ignores it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// One address or several; ignored when systemd passes sockets.
+    #[serde(default = "default_listen", deserialize_with = "one_or_many")]
+    pub listen: Vec<String>,
+    /// A file holding a bearer token that every endpoint but `/health`
+    /// then requires.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -128,6 +143,9 @@ pub struct MemoryConfig {
     pub crit_percent: f64,
 }
 
+fn default_listen() -> Vec<String> {
+    vec!["127.0.0.1:8080".into()]
+}
 fn default_interval() -> Duration {
     Duration::from_secs(10)
 }
@@ -182,6 +200,15 @@ impl Default for DaemonConfig {
     }
 }
 
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+            token_file: None,
+        }
+    }
+}
+
 impl Default for BackoffConfig {
     fn default() -> Self {
         BackoffConfig {
@@ -201,6 +228,20 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         serde::de::Error::custom(format!(
             "invalid duration {s:?}: {e} (write e.g. \"10s\", \"5m\", \"100ms\")"
         ))
+    })
+}
+
+/// `"a"` or `["a", "b"]`.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::One(s) => vec![s],
+        Raw::Many(v) => v,
     })
 }
 
@@ -490,6 +531,28 @@ impl Config {
                 ("inode_crit_percent", d.inode_crit()),
             );
         }
+        if self.http.listen.is_empty() {
+            bad(
+                vec![Key("http"), Key("listen")],
+                "needs at least one address (e.g. \"127.0.0.1:8080\")".into(),
+            );
+        }
+        for (i, a) in self.http.listen.iter().enumerate() {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                bad(
+                    vec![Key("http"), Key("listen"), Index(i)],
+                    format!("{a:?} is not an IP address and port (e.g. \"127.0.0.1:8080\" or \"[::]:8080\")"),
+                );
+            }
+        }
+        if let Some(t) = &self.http.token_file {
+            if !t.is_absolute() {
+                bad(
+                    vec![Key("http"), Key("token_file")],
+                    format!("{} is not an absolute path", t.display()),
+                );
+            }
+        }
         if let Some(m) = &self.memory {
             check_percent_pair(
                 &mut bad,
@@ -730,6 +793,21 @@ crit_percent = 95
             e.contains(":2:10: backoff.factor: must be a number >= 1.0"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn http_listen_takes_one_or_many_and_checks_them() {
+        assert_eq!(parse("").unwrap().http.listen, vec!["127.0.0.1:8080"]);
+        let c = parse("[http]\nlisten = \"0.0.0.0:80\"\n").unwrap();
+        assert_eq!(c.http.listen, vec!["0.0.0.0:80"]);
+        let c = parse("[http]\nlisten = [\"127.0.0.1:1\", \"[::1]:2\"]\n").unwrap();
+        assert_eq!(c.http.listen.len(), 2);
+        let e = err("[http]\nlisten = [\"127.0.0.1:1\", \"localhost:80\"]\n");
+        assert!(
+            e.contains(":2:26: http.listen[1]: \"localhost:80\" is not an IP address and port"),
+            "{e}"
+        );
+        assert!(err("[http]\nlisten = []\n").contains("http.listen: needs at least one address"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod fsutil;
+pub mod http;
 pub mod logging;
 pub mod notify;
 pub mod snapshot;

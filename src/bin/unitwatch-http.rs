@@ -1,9 +1,52 @@
-//! unitwatch-http: serves /health and /metrics from the daemon's status
-//! snapshot. Not built yet (its own issue); until then it says so and exits.
+//! unitwatch-http: serves /health, /metrics and a status page from the
+//! daemon's status snapshot.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+use unitwatch::config::DEFAULT_CONFIG_PATH;
+use unitwatch::http::{self, HttpError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "unitwatch-http",
+    version,
+    about = "serves unitwatch's health (/health, application/health+json), metrics (/metrics) and a status page (/)"
+)]
+struct Cli {
+    /// Configuration file (its [http] section and daemon.runtime_dir).
+    #[arg(long, short = 'c', env = "UNITWATCH_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Log debug messages too.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+}
+
 fn main() -> ExitCode {
-    eprintln!("unitwatch-http {}: not implemented yet; read <runtime_dir>/status.json or run `unitwatchd check --json`", env!("CARGO_PKG_VERSION"));
-    ExitCode::from(69)
+    let cli = Cli::parse();
+    unitwatch::logging::init("unitwatch-http", cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("unitwatch-http: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(http::run(&cli.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            if !systemd_journal_logger::connected_to_journal() {
+                eprintln!("unitwatch-http: {e}");
+            }
+            ExitCode::from(match e {
+                HttpError::Config(_) | HttpError::Token { .. } | HttpError::EmptyToken(_) => 78,
+                _ => 1,
+            })
+        }
+    }
 }

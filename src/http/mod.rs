@@ -1,0 +1,317 @@
+//! unitwatch-http: serves the daemon's status snapshot as `/health`
+//! (health+json, for UptimeRobot and load balancers), `/metrics`
+//! (Prometheus) and `/` (a page for a person).
+//!
+//! It never talks to systemd or the daemon: [`source`] keeps a rendering of
+//! `<runtime_dir>/status.json` current, and a request only picks bytes out
+//! of it. Sockets come from systemd (`LISTEN_FDS`, a `.socket` unit) or are
+//! bound from `[http] listen`. Each connection is plain HTTP/1.1 with a
+//! header-read timeout and a small header buffer, and the number of
+//! connections is capped, so slow or oversized clients are cut off without
+//! touching the others.
+
+pub mod health;
+pub mod metrics;
+pub mod page;
+pub mod source;
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+use crate::checks::Status;
+use crate::config::{Config, ConfigError};
+use source::Source;
+
+/// A client must send a request's headers within this time, also when it
+/// holds a kept-alive connection open between requests.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The read buffer per connection: a request line or headers larger than
+/// this are refused (hyper's minimum is 8 KiB).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Connections served at once; further ones wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Why unitwatch-http could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use the sockets passed by systemd (LISTEN_FDS): {0}")]
+    ListenFds(std::io::Error),
+    #[error("{path}: cannot read the bearer token: {source}")]
+    Token {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: the bearer token file is empty")]
+    EmptyToken(PathBuf),
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+#[derive(Clone)]
+struct App {
+    source: Source,
+    token: Option<Arc<[u8]>>,
+}
+
+/// The routes; `token` guards everything but `/health`.
+pub fn router(source: Source, token: Option<&[u8]>) -> Router {
+    let app = App {
+        source,
+        token: token.map(Arc::from),
+    };
+    let guarded = Router::new()
+        .route("/", get(page_handler))
+        .route("/health/detailed", get(detailed_handler))
+        .route("/health/service/{unit}", get(service_handler))
+        .route("/metrics", get(metrics_handler))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    Router::new()
+        .route("/health", get(health_handler))
+        .merge(guarded)
+        .fallback(not_found)
+        .with_state(app)
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn health_response(status: Status, body: bytes::Bytes) -> Response {
+    let code = StatusCode::from_u16(health::http_status(status)).expect("valid status");
+    no_store((code, [(header::CONTENT_TYPE, health::CONTENT_TYPE)], body).into_response())
+}
+
+async fn health_handler(State(app): State<App>) -> Response {
+    let (s, body) = app.source.get().health(SystemTime::now(), false);
+    health_response(s, body)
+}
+
+async fn detailed_handler(State(app): State<App>) -> Response {
+    let (s, body) = app.source.get().health(SystemTime::now(), true);
+    health_response(s, body)
+}
+
+async fn service_handler(State(app): State<App>, UrlPath(unit): UrlPath<String>) -> Response {
+    let r = app.source.get();
+    match r.service(SystemTime::now(), &unit) {
+        Some((s, body)) => health_response(s, body),
+        None => {
+            let body = source::to_bytes(&health::not_watched(&unit, &r.host));
+            let mut resp = health_response(Status::Fail, body);
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            resp
+        }
+    }
+}
+
+async fn metrics_handler(State(app): State<App>, headers: HeaderMap) -> Response {
+    let r = app.source.get();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (ct, body) = r
+        .metrics
+        .scrape(metrics::wants_openmetrics(accept), r.age(SystemTime::now()));
+    no_store(([(header::CONTENT_TYPE, ct)], body).into_response())
+}
+
+async fn page_handler(State(app): State<App>) -> Response {
+    let r = app.source.get();
+    let body = page::render(&r, SystemTime::now());
+    no_store(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response())
+}
+
+async fn not_found(req: Request) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!(
+            "404 not found: {}\nendpoints: / /health /health/detailed /health/service/{{unit}} /metrics\n",
+            req.uri().path()
+        ),
+    )
+        .into_response()
+}
+
+async fn require_token(State(app): State<App>, req: Request, next: Next) -> Response {
+    let Some(token) = &app.token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if given.is_some_and(|g| constant_time_eq::constant_time_eq(g, token)) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, "Bearer realm=\"unitwatch\""),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "401 unauthorized: send Authorization: Bearer <token> (only /health is open)\n",
+    )
+        .into_response()
+}
+
+/// The listening sockets: systemd's when it passed some, else bound from
+/// `listen`.
+pub fn listeners(listen: &[String]) -> Result<Vec<std::net::TcpListener>, HttpError> {
+    let fds: Vec<RawFd> = sd_notify::listen_fds()
+        .map_err(HttpError::ListenFds)?
+        .collect();
+    if !fds.is_empty() {
+        return fds
+            .into_iter()
+            .map(|fd| {
+                // SAFETY: systemd hands these descriptors to this process
+                // (LISTEN_PID checked by listen_fds) and nothing else owns them.
+                let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+                l.set_nonblocking(true).map_err(HttpError::ListenFds)?;
+                Ok(l)
+            })
+            .collect();
+    }
+    listen
+        .iter()
+        .map(|a| {
+            let bind = |a: &str| -> std::io::Result<std::net::TcpListener> {
+                let addr: SocketAddr = a
+                    .parse()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let l = std::net::TcpListener::bind(addr)?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            };
+            bind(a).map_err(|source| HttpError::Bind {
+                addr: a.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Serves `router` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, router: Router, limit: Arc<Semaphore>) {
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors and the like: pass, do not die.
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| router.clone().oneshot(req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+    }
+}
+
+fn read_token(path: &Path) -> Result<Vec<u8>, HttpError> {
+    let t = std::fs::read(path).map_err(|source| HttpError::Token {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let t = t.trim_ascii().to_vec();
+    if t.is_empty() {
+        return Err(HttpError::EmptyToken(path.to_path_buf()));
+    }
+    Ok(t)
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Runs unitwatch-http until SIGTERM or SIGINT.
+pub async fn run(config_path: &Path) -> Result<(), HttpError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let config = Config::load(config_path)?;
+    let token = config
+        .http
+        .token_file
+        .as_deref()
+        .map(read_token)
+        .transpose()?;
+    let host = hostname();
+    let path = config.status_path();
+    let src = Source::new(source::load(&path, &host));
+    let mut term = signal(SignalKind::terminate()).map_err(HttpError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(HttpError::Signal)?;
+    let listeners = listeners(&config.http.listen)?;
+    let router = router(src.clone(), token.as_deref());
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut addrs = Vec::new();
+    for l in listeners {
+        addrs.push(
+            l.local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "?".into()),
+        );
+        let l = TcpListener::from_std(l).map_err(HttpError::ListenFds)?;
+        tokio::spawn(serve(l, router.clone(), limit.clone()));
+    }
+    tokio::spawn(source::watch(path.clone(), host, src));
+    let status = format!(
+        "serving {} on {}{}",
+        path.display(),
+        addrs.join(", "),
+        if token.is_some() {
+            " (bearer token required but on /health)"
+        } else {
+            ""
+        }
+    );
+    log::info!("{status}");
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    Ok(())
+}

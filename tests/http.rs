@@ -1,0 +1,451 @@
+//! unitwatch-http's server, end to end over TCP: the real hyper + axum
+//! stack on an ephemeral port, fed by a status.json on disk that the tests
+//! rewrite. Bodies are checked field by field against the health+json
+//! draft; /metrics goes through promtool. (Against a real systemd, with the
+//! daemon writing the snapshot: tests/http_systemd.rs.)
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use unitwatch::http::{self, source};
+
+struct Server {
+    addr: SocketAddr,
+    status: PathBuf,
+    token: Option<String>,
+    _dir: tempfile::TempDir,
+    _rt: tokio::runtime::Runtime,
+}
+
+/// A parsed response.
+#[derive(Debug)]
+struct Resp {
+    code: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, k: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn snapshot(status: &str, updated_at: SystemTime, interval_ms: u64) -> serde_json::Value {
+    let t = humantime::format_rfc3339_millis(updated_at).to_string();
+    let fail = status == "fail";
+    serde_json::json!({
+        "schema_version": 1, "status": status,
+        "summary": if fail { "0 units ok, 1 failing: worker.service" } else { "1 units ok" },
+        "updated_at": t, "started_at": t, "pid": 4242, "version": "0.1.0",
+        "interval_ms": interval_ms, "systemd": {"reachable": true},
+        "checks": [
+            {"key": "worker.service:state", "component": "worker.service", "measurement": "state",
+             "component_type": "component", "unit": "worker.service",
+             "status": if fail { "fail" } else { "pass" },
+             "observed_value": if fail { "failed" } else { "active" },
+             "output": if fail { Some("failed (Result=signal)") } else { None },
+             "time": t, "duration_us": 2},
+            {"key": "disk:/:utilization", "component": "disk:/", "measurement": "utilization",
+             "component_type": "system", "status": if status == "warn" { "warn" } else { "pass" },
+             "observed_value": 81.25, "observed_unit": "percent", "time": t, "duration_us": 7}
+        ],
+        "units": {"worker.service": {"state": {"load_state": "loaded",
+            "active_state": if fail { "failed" } else { "active" }, "sub_state": "running"},
+            "restart": true, "backoff": {"attempts": 1, "next_delay_ms": 20000, "restarts_last_hour": 1,
+            "restarts_total": 3, "systemd_restarts_total": 0, "limited": false}}}
+    })
+}
+
+fn write_status(path: &Path, v: &serde_json::Value) {
+    unitwatch::fsutil::write_atomic(path, v.to_string().as_bytes(), 0o644).unwrap();
+}
+
+fn start(token: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status.json");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let src = source::Source::new(source::load(&status, "testhost"));
+    let router = http::router(src.clone(), token.map(str::as_bytes));
+    let path = status.clone();
+    rt.spawn(async move {
+        let l = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        tokio::spawn(source::watch(path, "testhost".into(), src));
+        http::serve(l, router, Arc::new(tokio::sync::Semaphore::new(64))).await
+    });
+    Server {
+        addr,
+        status,
+        token: token.map(str::to_string),
+        _dir: dir,
+        _rt: rt,
+    }
+}
+
+impl Server {
+    /// Sends raw bytes, reads until the server closes.
+    fn raw(&self, data: &[u8]) -> Vec<u8> {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(data);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    }
+
+    fn req(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut r = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            r += &format!("{k}: {v}\r\n");
+        }
+        r += "\r\n";
+        parse(&self.raw(r.as_bytes()))
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        self.req("GET", path, &[])
+    }
+
+    /// Writes a snapshot and waits until the server serves it.
+    fn publish(&self, v: &serde_json::Value) {
+        write_status(&self.status, v);
+        let want = v["updated_at"].as_str().unwrap().to_string();
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        for _ in 0..100 {
+            let r = self.req("GET", "/health/detailed", &headers);
+            if r.body.windows(want.len()).any(|w| w == want.as_bytes()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the server did not pick up the new snapshot");
+    }
+}
+
+fn parse(raw: &[u8]) -> Resp {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let code = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Resp {
+        code,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn health_headers(r: &Resp) {
+    assert_eq!(r.header("content-type"), Some("application/health+json"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+}
+
+#[test]
+fn health_follows_the_draft_and_maps_status_codes() {
+    let s = start(None);
+    s.publish(&snapshot("pass", SystemTime::now(), 10_000));
+    let r = s.get("/health");
+    assert_eq!(r.code, 200);
+    health_headers(&r);
+    let h = r.json();
+    assert_eq!(h["status"], "pass");
+    assert!(h.get("output").is_none(), "no output on pass: {h}");
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(h["serviceId"], "unitwatch@testhost");
+
+    // HEAD: same status and headers, no body.
+    let head = s.req("HEAD", "/health", &[]);
+    assert_eq!(head.code, 200);
+    health_headers(&head);
+    assert_eq!(head.header("content-length"), r.header("content-length"));
+    assert!(head.body.is_empty());
+
+    s.publish(&snapshot("warn", SystemTime::now(), 10_000));
+    let r = s.get("/health");
+    assert_eq!((r.code, r.json()["status"].as_str()), (200, Some("warn")));
+    assert_eq!(r.json()["output"], "1 units ok");
+
+    s.publish(&snapshot("fail", SystemTime::now(), 10_000));
+    let r = s.get("/health");
+    assert_eq!(r.code, 503);
+    health_headers(&r);
+    assert_eq!(r.json()["status"], "fail");
+    assert_eq!(r.json()["output"], "0 units ok, 1 failing: worker.service");
+    assert_eq!(s.req("HEAD", "/health", &[]).code, 503);
+}
+
+#[test]
+fn stale_and_missing_snapshots_are_503() {
+    let s = start(None);
+    let r = s.get("/health");
+    assert_eq!(r.code, 503);
+    health_headers(&r);
+    assert!(
+        r.json()["output"]
+            .as_str()
+            .unwrap()
+            .ends_with("status.json: is unitwatchd running?"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(s.req("HEAD", "/health", &[]).code, 503);
+
+    // Written 40 s ago by a daemon that sweeps every 10 s: dead or hung.
+    s.publish(&snapshot(
+        "pass",
+        SystemTime::now() - Duration::from_secs(40),
+        10_000,
+    ));
+    let r = s.get("/health");
+    assert_eq!(r.code, 503);
+    let h = r.json();
+    assert_eq!(h["status"], "fail");
+    assert!(
+        h["output"]
+            .as_str()
+            .unwrap()
+            .starts_with("status snapshot is 40s old (unitwatchd rewrites it every 10s)"),
+        "{h}"
+    );
+    // The last known checks are still shown in detail.
+    let d = s.get("/health/detailed").json();
+    assert_eq!(d["status"], "fail");
+    assert_eq!(d["checks"]["worker.service:state"][0]["status"], "pass");
+
+    // An invalid file: 503 naming it.
+    std::fs::write(&s.status, "{\"schema_version\": 1, \"sta").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = s.get("/health");
+    assert_eq!(r.code, 503);
+    assert!(r.text().contains("invalid status snapshot"), "{}", r.text());
+}
+
+#[test]
+fn detailed_and_service_endpoints() {
+    let s = start(None);
+    s.publish(&snapshot("fail", SystemTime::now(), 10_000));
+    let r = s.get("/health/detailed");
+    assert_eq!(r.code, 503);
+    health_headers(&r);
+    let c = &r.json()["checks"];
+    let disk = &c["disk:/:utilization"][0];
+    assert_eq!(disk["componentId"], "disk:/");
+    assert_eq!(disk["componentType"], "system");
+    assert_eq!(disk["observedValue"], 81.25);
+    assert_eq!(disk["observedUnit"], "percent");
+    assert_eq!(disk["status"], "pass");
+    assert!(disk["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        c["worker.service:state"][0]["output"],
+        "failed (Result=signal)"
+    );
+
+    let r = s.get("/health/service/worker.service");
+    assert_eq!(r.code, 503);
+    let h = r.json();
+    assert_eq!(h["serviceId"], "worker.service");
+    assert_eq!(h["checks"].as_object().unwrap().len(), 1);
+    let r = s.get("/health/service/ghost.service");
+    assert_eq!(r.code, 404);
+    health_headers(&r);
+    assert_eq!(
+        r.json()["output"],
+        "ghost.service is not watched by unitwatch on testhost"
+    );
+}
+
+#[test]
+fn errors_are_plain_and_the_server_survives_bad_requests() {
+    let s = start(None);
+    s.publish(&snapshot("pass", SystemTime::now(), 10_000));
+    let r = s.get("/nope");
+    assert_eq!(r.code, 404);
+    assert!(r.text().starts_with("404 not found: /nope"));
+    let r = s.req("POST", "/health", &[("Content-Length", "0")]);
+    assert_eq!(r.code, 405);
+    assert_eq!(r.header("allow"), Some("GET,HEAD"));
+    let r = s.req("DELETE", "/metrics", &[]);
+    assert_eq!((r.code, r.header("allow")), (405, Some("GET,HEAD")));
+
+    let garbage = s.raw(b"\x00\x01\xff\xfeGARBAGE\r\n\r\n");
+    assert!(
+        garbage.starts_with(b"HTTP/1.1 400 "),
+        "{:?}",
+        String::from_utf8_lossy(&garbage)
+    );
+    let mut long = b"GET /".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 1 << 20));
+    long.extend(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = s.raw(&long);
+    assert!(
+        r.starts_with(b"HTTP/1.1 431 "),
+        "{:?}",
+        String::from_utf8_lossy(&r[..r.len().min(80)])
+    );
+    let mut big_header = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big_header.extend(std::iter::repeat_n(b'b', 100_000));
+    big_header.extend(b"\r\n\r\n");
+    assert!(s.raw(&big_header).starts_with(b"HTTP/1.1 431 "));
+    // And it still answers.
+    assert_eq!(s.get("/health").code, 200);
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let s = start(None);
+    let t = std::time::Instant::now();
+    let out = s.raw(b"GET /health HTTP/1.1\r\nHost: x\r\n");
+    let took = t.elapsed();
+    assert!(
+        out.is_empty() || out.starts_with(b"HTTP/1.1 408"),
+        "{out:?}"
+    );
+    assert!(
+        took >= http::HEADER_READ_TIMEOUT
+            && took < http::HEADER_READ_TIMEOUT + Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+}
+
+#[test]
+fn token_guards_all_but_health() {
+    let s = start(Some("s3cret"));
+    s.publish(&snapshot("pass", SystemTime::now(), 10_000));
+    assert_eq!(s.get("/health").code, 200);
+    assert_eq!(s.req("HEAD", "/health", &[]).code, 200);
+    for p in [
+        "/",
+        "/metrics",
+        "/health/detailed",
+        "/health/service/worker.service",
+    ] {
+        let r = s.get(p);
+        assert_eq!(r.code, 401, "{p}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"unitwatch\"")
+        );
+        assert_eq!(
+            s.req("GET", p, &[("Authorization", "Bearer wrong")]).code,
+            401
+        );
+        assert_eq!(
+            s.req("GET", p, &[("Authorization", "Bearer s3cret")]).code,
+            200,
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn metrics_pass_promtool_and_negotiate_openmetrics() {
+    let s = start(None);
+    s.publish(&snapshot("warn", SystemTime::now(), 10_000));
+    let r = s.get("/metrics");
+    assert_eq!(r.code, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = r.text();
+    for line in [
+        "unitwatch_unit_state{unit=\"worker.service\",state=\"active\"} 1.0",
+        "unitwatch_unit_restarts_total{unit=\"worker.service\"} 3",
+        "unitwatch_unit_backoff_delay_seconds{unit=\"worker.service\"} 20.0",
+        "unitwatch_disk_used_ratio{path=\"/\"} 0.8125",
+        "unitwatch_check_status{check=\"disk:/:utilization\",status=\"warn\"} 1.0",
+        "# TYPE unitwatch_unit_restarts_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("unitwatch_snapshot_age_seconds ")));
+    assert!(!text.contains("# EOF"));
+
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/deps installs it)");
+    promtool.stdin.take().unwrap().write_all(&r.body).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let r = s.req(
+        "GET",
+        "/metrics",
+        &[(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )],
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert!(r.text().ends_with("# EOF\n"));
+    assert!(r
+        .text()
+        .contains("\n# TYPE unitwatch_unit_restarts counter\n"));
+}
+
+#[test]
+fn the_page_lists_the_checks() {
+    let s = start(None);
+    s.publish(&snapshot("fail", SystemTime::now(), 10_000));
+    let r = s.get("/");
+    assert_eq!(r.code, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let p = r.text();
+    assert!(
+        p.contains("<span id=\"status\"><span class=\"badge fail\">fail</span></span>"),
+        "{p}"
+    );
+    assert!(p.contains("<code>worker.service:state</code>"));
+    assert!(p.contains("failed (Result=signal)"));
+    assert!(p.contains("<a href=\"/metrics\">"));
+    assert!(!p.contains("src=\"http"), "no external assets");
+}
