@@ -185,6 +185,28 @@ impl Sandbox {
         self.ok("systemctl start unitwatch");
     }
 
+    /// Installs unitwatch-http.service and .socket from `systemd/` (the
+    /// binary pointed at the built one) without starting either.
+    pub fn install_http(&self) {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_unitwatch-http"));
+        for f in ["unitwatch-http.service", "unitwatch-http.socket"] {
+            let unit = std::fs::read_to_string(repo().join("systemd").join(f)).unwrap();
+            self.write(&format!("/etc/systemd/system/{f}"), &unit);
+        }
+        self.write(
+            "/etc/systemd/system/unitwatch-http.service.d/test.conf",
+            &format!("[Service]\nExecStart=\nExecStart={}\n", bin.display()),
+        );
+        self.ok("systemctl daemon-reload");
+    }
+
+    /// `curl` inside the sandbox: (HTTP status, body).
+    pub fn curl(&self, args: &str) -> (u16, String) {
+        let out = self.sh_out(&format!("curl -s -m 5 -w '\n%{{http_code}}' {args}"));
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// `journalctl -o json` entries of unitwatch matching `filter`
     /// (e.g. "UNITWATCH_EVENT=unit-failed").
     pub fn journal(&self, filter: &str) -> Vec<serde_json::Value> {
