@@ -449,3 +449,75 @@ fn the_page_lists_the_checks() {
     assert!(p.contains("<a href=\"/metrics\">"));
     assert!(!p.contains("src=\"http"), "no external assets");
 }
+
+/// Headless Chromium with the flags this machine needs (no sandbox as root,
+/// no background traffic to a network that is not there).
+fn chromium(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .expect("chromium (Debian package chromium; scripts/deps installs it)")
+}
+
+#[test]
+fn the_page_renders_in_a_browser() {
+    let s = start(None);
+    s.publish(&snapshot("fail", SystemTime::now(), 10_000));
+    let url = format!("http://{}/", s.addr);
+    let out = chromium(&["--dump-dom", &url]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The DOM as the browser built it: title, status, the checks table.
+    assert!(
+        dom.contains("<title>unitwatch on testhost: fail</title>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td><code>worker.service:state</code></td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("<td>failed (Result=signal)</td>"), "{dom}");
+    assert!(dom.contains("<td>81.25 percent</td>"), "{dom}");
+    assert!(
+        dom.contains("0 units ok, 1 failing: worker.service"),
+        "{dom}"
+    );
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("status-page.png");
+    let _ = std::fs::remove_file(&png);
+    let out = chromium(&[
+        &format!("--screenshot={}", png.display()),
+        "--window-size=1100,420",
+        &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
+}
