@@ -15,6 +15,7 @@ mod harness;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use harness::verdict;
 use unitwatch::http::{metrics, source};
 
 fn stats(name: &str, mut v: Vec<f64>) -> (f64, f64) {
@@ -255,14 +256,6 @@ fn load() {
         kb("VmRSS:") as f64 / 1024.0,
         kb("VmHWM:") as f64 / 1024.0
     );
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT MET"
-    }
 }
 
 fn main() {

@@ -12,7 +12,7 @@ mod harness;
 
 use std::time::{Duration, SystemTime};
 
-use harness::{field, Sandbox};
+use harness::{field, verdict, Sandbox};
 
 const UNITS: usize = 50;
 
@@ -201,14 +201,6 @@ fn footprint() {
         "   target: below monit on the same job (about 8 MB RSS, 0.15 % of a core): {}",
         verdict(rss < 8 * 1024 && cpu_ms / (secs as f64 * 1000.0) * 100.0 < 0.15)
     );
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT MET"
-    }
 }
 
 fn main() {

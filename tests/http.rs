@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use unitwatch::http::{self, source};
 
+mod harness;
+
 struct Server {
     addr: SocketAddr,
     status: PathBuf,
@@ -398,21 +400,7 @@ fn metrics_pass_promtool_and_negotiate_openmetrics() {
         .any(|l| l.starts_with("unitwatch_snapshot_age_seconds ")));
     assert!(!text.contains("# EOF"));
 
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; scripts/deps installs it)");
-    promtool.stdin.take().unwrap().write_all(&r.body).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    harness::promtool_check(&r.body);
 
     let r = s.req(
         "GET",

@@ -5,7 +5,6 @@
 
 mod harness;
 
-use std::io::Write;
 use std::time::Duration;
 
 use harness::Sandbox;
@@ -78,26 +77,7 @@ fn health_follows_a_killed_unit_and_metrics_pass_promtool() {
         "{metrics}"
     );
     assert!(metrics.contains("unitwatch_disk_used_ratio{path=\"/\"} 0."));
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{metrics}\n").as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    harness::promtool_check(format!("{metrics}\n").as_bytes());
 
     // A dead daemon: the snapshot goes stale, /health says so.
     sb.ok("systemctl kill -s KILL --kill-who=main unitwatch");

@@ -136,9 +136,6 @@ pub fn detailed(snap: Option<&Snapshot>, fresh: &Freshness, host: &str) -> Healt
                 .or_default()
                 .push(check_object(c));
         }
-        if snap.status == Status::Pass && h.status == Status::Pass {
-            h.output = None;
-        }
     }
     h
 }
@@ -199,7 +196,7 @@ mod tests {
     use crate::snapshot::{BackoffView, SystemdReach, UnitView};
     use serde_json::json;
 
-    pub fn check(
+    fn check(
         key: &str,
         unit: Option<&str>,
         status: Status,
@@ -226,7 +223,7 @@ mod tests {
         }
     }
 
-    pub fn snapshot(checks: Vec<CheckResult>) -> Snapshot {
+    fn snapshot(checks: Vec<CheckResult>) -> Snapshot {
         let mut units = BTreeMap::new();
         for c in &checks {
             if let Some(u) = &c.unit {

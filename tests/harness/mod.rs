@@ -320,3 +320,38 @@ pub fn field<'a>(e: &'a serde_json::Value, k: &str) -> &'a str {
 pub fn read_repo(p: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).unwrap()
 }
+
+/// `promtool check metrics` on an exposition: panics with promtool's
+/// findings unless it is clean.
+pub fn promtool_check(exposition: &[u8]) {
+    use std::io::Write;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/deps installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition)
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A benchmark's verdict on a target.
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT MET"
+    }
+}
