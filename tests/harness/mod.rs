@@ -32,6 +32,19 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Host paths the sandbox sees as they are (bind mounts, see boot.sh): the
+/// checkout and, if elsewhere, the directory of the built binaries.
+fn shared_paths() -> Vec<PathBuf> {
+    let mut paths = vec![repo()];
+    let bins = PathBuf::from(env!("CARGO_BIN_EXE_unitwatchd"));
+    if let Some(dir) = bins.parent() {
+        if !dir.starts_with(repo()) {
+            paths.push(dir.to_path_buf());
+        }
+    }
+    paths
+}
+
 /// The built daemon binary, as the sandbox sees it (same path: it overlays /).
 pub fn unitwatchd_bin() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_BIN_EXE_unitwatchd"));
@@ -71,6 +84,7 @@ impl Sandbox {
             ])
             .arg(repo().join("tests/harness/boot.sh"))
             .arg(&dir)
+            .args(shared_paths())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
