@@ -64,6 +64,11 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Validate the configuration file without running; exit 0 valid, 78 invalid.
     Check,
+    /// Exit 0 if UNIT is watched with `restart = true`, 1 if not (78 if the
+    /// file is not TOML). The polkit rule asks this before it lets the
+    /// unitwatch user restart a unit; only the [[unit]] tables are read, so
+    /// a mistake elsewhere does not stop restarts.
+    Watches { unit: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +81,19 @@ pub enum BackoffCommand {
     /// Forget the backoff of UNIT (or of every unit): the next restart waits
     /// the initial delay again, and a restart limit is lifted.
     Reset { unit: Option<String> },
+}
+
+/// `config watches UNIT`: is UNIT named with `restart = true` in the file?
+/// Read leniently (see [`crate::config::restartable_units`]).
+pub fn watches(path: &Path, unit: &str) -> Result<bool, crate::config::ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(crate::config::restartable_units(&text, path)?
+        .iter()
+        .any(|u| u.as_str() == unit))
 }
 
 /// Runs every check once, reading systemd if it can be reached.
@@ -247,7 +265,8 @@ pub fn backoff_reset(config: &Config, unit: Option<&str>) -> Result<String, Stri
     if let Some(pid) = running_daemon(config) {
         let req = config.daemon.state_dir.join(RESET_REQUEST);
         let line = format!("{}\n", unit.unwrap_or("*"));
-        crate::fsutil::write_atomic(&req, line.as_bytes(), 0o600).map_err(|e| e.to_string())?;
+        // Readable by the daemon, which runs as its own user.
+        crate::fsutil::write_atomic(&req, line.as_bytes(), 0o644).map_err(|e| e.to_string())?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGHUP)
             .map_err(|e| format!("cannot signal unitwatchd (pid {pid}): {e}"))?;
         for _ in 0..100 {

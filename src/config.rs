@@ -579,6 +579,32 @@ impl Config {
     }
 }
 
+/// The units that `text` names with `restart = true`, read from the
+/// `[[unit]]` tables alone: the polkit rule asks this, and a mistake
+/// elsewhere in the file (which the daemon, keeping its running config,
+/// survives) must not take the right to restart them away. A file that is
+/// not TOML at all names nothing.
+pub fn restartable_units(text: &str, path: &Path) -> Result<Vec<UnitName>, ConfigError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let (line, col) = line_col(text, e.span().map(|s| s.start).unwrap_or(0));
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            col,
+            key: "(syntax)".into(),
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    let units = table.get("unit").and_then(toml::Value::as_array);
+    Ok(units
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_table)
+        .filter(|u| u.get("restart").and_then(toml::Value::as_bool) != Some(false))
+        .filter_map(|u| UnitName::parse(u.get("name")?.as_str()?).ok())
+        .collect())
+}
+
 impl DiskConfig {
     pub fn inode_warn(&self) -> f64 {
         self.inode_warn_percent.unwrap_or(self.warn_percent)
@@ -808,6 +834,19 @@ crit_percent = 95
             "{e}"
         );
         assert!(err("[http]\nlisten = []\n").contains("http.listen: needs at least one address"));
+    }
+
+    #[test]
+    fn restartable_units_survive_mistakes_elsewhere() {
+        let p = Path::new("u.toml");
+        let names = |t: &str| {
+            restartable_units(t, p).map(|v| v.iter().map(|u| u.to_string()).collect::<Vec<_>>())
+        };
+        let text = "[daemon]\nintervall = 3\n[[unit]]\nname = \"a.service\"\n[[unit]]\nname = \"b.service\"\nrestart = false\n[[unit]]\nname = \"worker\"\n";
+        assert!(parse(text).is_err());
+        assert_eq!(names(text).unwrap(), vec!["a.service"]);
+        assert!(names("[[unit]\nname = ").is_err());
+        assert_eq!(names("").unwrap(), Vec::<String>::new());
     }
 
     #[test]

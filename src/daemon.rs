@@ -529,8 +529,10 @@ impl Supervisor {
             let reason = entry.pending_reason.clone().unwrap_or_default();
             let delay = entry.next_delay(&self.policy);
             // reset-failed also clears systemd's start-limit counter: without
-            // it a unit whose Restart= burst hit the limit refuses the start.
-            // unitwatch's own backoff and hourly cap take the limit's place.
+            // it a unit whose Restart= burst hit the limit refuses the start
+            // (systemd 252 then shows Result=exit-code, not start-limit-hit,
+            // so the result cannot tell). unitwatch's own backoff and hourly
+            // cap take the limit's place.
             if self.units.get(&name).is_some_and(UnitStatus::is_failed) {
                 if let Err(e) = bus.reset_failed(&name).await {
                     log::warn!(unitwatch_unit = name.as_str(); "{e}");

@@ -92,6 +92,20 @@ fn config_check_exit_codes_and_messages() {
         )
     );
 
+    // `config watches`, as the polkit rule asks it.
+    let cfg = write_config(
+        d.path(),
+        "[[unit]]\nname = \"a.service\"\n[[unit]]\nname = \"b.service\"\nrestart = false\n",
+    );
+    let watches = |u: &str| unitwatchd(&cfg, &["config", "watches", u]).status.code();
+    assert_eq!(watches("a.service"), Some(0));
+    assert_eq!(
+        watches("b.service"),
+        Some(1),
+        "watch-only units are not restartable"
+    );
+    assert_eq!(watches("c.service"), Some(1));
+
     let out = unitwatchd(&d.path().join("missing.toml"), &["config", "check"]);
     assert_eq!(out.status.code(), Some(78));
     assert!(text(&out.stderr).contains("missing.toml: cannot read configuration"));

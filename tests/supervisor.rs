@@ -572,3 +572,56 @@ fn one_shot_check_and_snapshot_contract() {
         "0 units ok, 1 failing: victim.service"
     );
 }
+
+#[test]
+fn runs_unprivileged_and_polkit_allows_only_the_watched_units() {
+    let sb = Sandbox::boot("polkit");
+    sb.unit("victim.service", VICTIM);
+    sb.unit("bystander.service", VICTIM);
+    sb.unit("watchonly.service", VICTIM);
+    sb.ok("systemctl start victim bystander watchonly");
+    sb.start_unitwatch(
+        &config(
+            "",
+            "[[unit]]\nname = \"victim.service\"\n[[unit]]\nname = \"watchonly.service\"\nrestart = false",
+        ),
+        "",
+    );
+    let pid = sb.prop("unitwatch", "MainPID");
+    let user = sb.ok(&format!("ps -o user= -p {pid}"));
+    assert_eq!(user.trim(), "unitwatch");
+    // The daemon's own restarts go through polkit.
+    kill_and_wait_back(&sb, "victim.service", 0);
+    assert_eq!(count_events(&sb, "UNITWATCH_EVENT=restart-failed"), 0);
+
+    // As the unitwatch user: the rule allows restart (and start) of the
+    // watched unit, nothing else.
+    let as_unitwatch = |cmd: &str| {
+        sb.sh(&format!(
+            "setpriv --reuid=unitwatch --regid=unitwatch --clear-groups {cmd}"
+        ))
+    };
+    let ok = as_unitwatch("systemctl --no-ask-password restart victim.service");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for (cmd, why) in [
+        ("restart bystander.service", "a unit not in the config"),
+        ("restart watchonly.service", "a watch-only unit"),
+        (
+            "stop victim.service",
+            "a verb other than start/restart/reset-failed",
+        ),
+    ] {
+        let out = as_unitwatch(&format!("systemctl --no-ask-password {cmd}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{why}: allowed");
+        assert!(
+            err.contains("Access denied") || err.contains("authentication required"),
+            "{why}: {err}"
+        );
+    }
+    assert_eq!(sb.prop("victim.service", "ActiveState"), "active");
+}

@@ -66,6 +66,15 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Config {
+            command: ConfigCommand::Watches { unit },
+        } => match unitwatch::cli::watches(&cli.config, &unit) {
+            Ok(yes) => i32::from(!yes),
+            Err(e) => {
+                eprintln!("unitwatchd: {e}");
+                EXIT_CONFIG
+            }
+        },
         Command::Backoff { command } => match load(&cli.config) {
             Ok(config) => {
                 let out = match command {

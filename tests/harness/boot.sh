@@ -1,11 +1,11 @@
 #!/bin/sh
 # Boots a throwaway systemd as PID 1 over an overlay of /.
-# Run as: unshare --pid --fork --mount --net --uts --ipc --propagation private boot.sh DIR [PATH...]
+# Run as: unshare --pid --fork --mount --net --uts --ipc --propagation private boot.sh DIR [SRC:DST...]
 # Every write lands in DIR/upper; DIR is removed by the caller after poweroff.
-# Each PATH (the checkout, the build's target directory) is bind-mounted at
-# the same place inside, so the sandbox sees the host's current files even
-# where its own /tmp and /run would hide them, or where the overlay would
-# show a copy from before the last build.
+# Each SRC (the build's binaries) is bind-mounted at DST inside, so the
+# sandbox runs the host's current files: the overlay may show a copy from
+# before the last build, and a checkout under /tmp would be hidden by the
+# sandbox's own /tmp (and by PrivateTmp= of the services).
 set -eu
 DIR=$1
 shift
@@ -16,9 +16,11 @@ mount --rbind /sys "$DIR/root/sys"
 mount --rbind /dev "$DIR/root/dev"
 mount -t tmpfs tmpfs "$DIR/root/run"
 mount -t tmpfs tmpfs "$DIR/root/tmp"
-for p in "$@"; do
-    mkdir -p "$DIR/root$p"
-    mount --bind "$p" "$DIR/root$p"
+for pair in "$@"; do
+    src=${pair%%:*}
+    dst=${pair#*:}
+    mkdir -p "$DIR/root$dst"
+    mount --bind "$src" "$DIR/root$dst"
 done
 cd "$DIR/root"
 exec chroot . env container=oci /lib/systemd/systemd --system

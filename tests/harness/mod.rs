@@ -1,9 +1,11 @@
 //! A real systemd 252 as PID 1 in fresh namespaces over an overlay of `/`,
 //! for tests that claim systemd, D-Bus, sd_notify or journald behaviour.
 //!
-//! Each [`Sandbox`] boots its own systemd (about a second), so tests run in
-//! parallel without seeing each other; dropping it powers it off and removes
-//! its overlay. Needs root.
+//! Each [`Sandbox`] boots its own systemd (about a second); dropping it
+//! powers it off and removes its overlay. Needs root. Run the tests one at a
+//! time (`--test-threads 1`, as scripts/test does): the sandboxes share the
+//! host's cgroup tree, so two at once that run units of the same name
+//! collide there.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -32,24 +34,26 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Host paths the sandbox sees as they are (bind mounts, see boot.sh): the
-/// checkout and, if elsewhere, the directory of the built binaries.
-fn shared_paths() -> Vec<PathBuf> {
-    let mut paths = vec![repo()];
-    let bins = PathBuf::from(env!("CARGO_BIN_EXE_unitwatchd"));
-    if let Some(dir) = bins.parent() {
-        if !dir.starts_with(repo()) {
-            paths.push(dir.to_path_buf());
-        }
-    }
-    paths
+/// Where the sandbox sees the built binaries: a bind mount of their
+/// directory (see boot.sh), outside /tmp and /run so that services with
+/// PrivateTmp= see them too.
+pub const BIN_DIR: &str = "/usr/local/lib/unitwatch-test";
+
+/// boot.sh's bind mounts: the build's binary directory at [`BIN_DIR`].
+fn bind_mounts() -> Vec<String> {
+    let host = PathBuf::from(env!("CARGO_BIN_EXE_unitwatchd"));
+    let dir = host.parent().expect("binary has a directory");
+    vec![format!("{}:{BIN_DIR}", dir.display())]
 }
 
-/// The built daemon binary, as the sandbox sees it (same path: it overlays /).
+/// A built binary, as the sandbox and its services see it.
+pub fn bin(name: &str) -> PathBuf {
+    Path::new(BIN_DIR).join(name)
+}
+
+/// The built daemon, as the sandbox sees it.
 pub fn unitwatchd_bin() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_BIN_EXE_unitwatchd"));
-    assert!(p.exists(), "{} not built", p.display());
-    p
+    bin("unitwatchd")
 }
 
 impl Sandbox {
@@ -84,7 +88,7 @@ impl Sandbox {
             ])
             .arg(repo().join("tests/harness/boot.sh"))
             .arg(&dir)
-            .args(shared_paths())
+            .args(bind_mounts())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -184,6 +188,7 @@ impl Sandbox {
     /// Installs unitwatch.service from `systemd/` (its ExecStart pointed at
     /// the built binary), writes `config`, and starts it.
     pub fn start_unitwatch(&self, config: &str, dropin: &str) {
+        self.install_unitwatch_user();
         self.write("/etc/unitwatch/unitwatch.toml", config);
         let unit = std::fs::read_to_string(repo().join("systemd/unitwatch.service")).unwrap();
         self.write("/etc/systemd/system/unitwatch.service", &unit);
@@ -199,10 +204,31 @@ impl Sandbox {
         self.ok("systemctl start unitwatch");
     }
 
+    /// What the package installs for the daemon's user, from `packaging/`:
+    /// the `unitwatch` user (sysusers.d), its directories (tmpfiles.d) and
+    /// the polkit rule, its binary path pointed at the built one.
+    pub fn install_unitwatch_user(&self) {
+        self.write(
+            "/etc/sysusers.d/unitwatch.conf",
+            &read_repo("packaging/unitwatch.sysusers"),
+        );
+        self.ok("systemd-sysusers /etc/sysusers.d/unitwatch.conf");
+        self.write(
+            "/etc/tmpfiles.d/unitwatch.conf",
+            &read_repo("packaging/unitwatch.tmpfiles"),
+        );
+        self.ok("systemd-tmpfiles --create /etc/tmpfiles.d/unitwatch.conf");
+        let rule = read_repo("packaging/50-unitwatch.rules").replace(
+            "\"/usr/bin/unitwatchd\"",
+            &format!("{:?}", unitwatchd_bin().display().to_string()),
+        );
+        self.write("/etc/polkit-1/rules.d/50-unitwatch.rules", &rule);
+    }
+
     /// Installs unitwatch-http.service and .socket from `systemd/` (the
     /// binary pointed at the built one) without starting either.
     pub fn install_http(&self) {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_unitwatch-http"));
+        let bin = bin("unitwatch-http");
         for f in ["unitwatch-http.service", "unitwatch-http.socket"] {
             let unit = std::fs::read_to_string(repo().join("systemd").join(f)).unwrap();
             self.write(&format!("/etc/systemd/system/{f}"), &unit);
