@@ -531,9 +531,16 @@ impl Supervisor {
             // reset-failed also clears systemd's start-limit counter: without
             // it a unit whose Restart= burst hit the limit refuses the start
             // (systemd 252 then shows Result=exit-code, not start-limit-hit,
-            // so the result cannot tell). unitwatch's own backoff and hourly
-            // cap take the limit's place.
-            if self.units.get(&name).is_some_and(UnitStatus::is_failed) {
+            // so the result alone cannot tell). unitwatch's own backoff and
+            // hourly cap take the limit's place. Each call is a polkit check
+            // (a few ms), so it is made only where the counter can be spent:
+            // units with Restart=, or that say start-limit-hit.
+            let status = self.units.get(&name);
+            let needs_reset = status.is_some_and(UnitStatus::start_limit_hit)
+                || (status.is_some_and(UnitStatus::is_failed)
+                    && self.systemd_may_restart(&name).await);
+            if needs_reset {
+                let Some(bus) = &self.bus else { return };
                 if let Err(e) = bus.reset_failed(&name).await {
                     log::warn!(unitwatch_unit = name.as_str(); "{e}");
                 }
