@@ -225,12 +225,15 @@ impl Sandbox {
         self.write("/etc/polkit-1/rules.d/50-unitwatch.rules", &rule);
     }
 
-    /// Installs unitwatch-http.service and .socket from `systemd/` (the
+    /// Installs unitwatch-http.service (`systemd/`) and .socket (`packaging/`; the
     /// binary pointed at the built one) without starting either.
     pub fn install_http(&self) {
         let bin = bin("unitwatch-http");
-        for f in ["unitwatch-http.service", "unitwatch-http.socket"] {
-            let unit = std::fs::read_to_string(repo().join("systemd").join(f)).unwrap();
+        for (f, from) in [
+            ("unitwatch-http.service", "systemd"),
+            ("unitwatch-http.socket", "packaging"),
+        ] {
+            let unit = std::fs::read_to_string(repo().join(from).join(f)).unwrap();
             self.write(&format!("/etc/systemd/system/{f}"), &unit);
         }
         self.write(

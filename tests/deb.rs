@@ -1,0 +1,178 @@
+//! The .deb in a real systemd (tests/harness): install on a clean overlay,
+//! upgrade keeping an edited config and the backoff state, purge leaving
+//! nothing. The packages come from scripts/build-deb (scripts/test builds
+//! an older and the current version into target/deb-test/ first).
+
+mod harness;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use harness::Sandbox;
+
+/// (older, current) packages in target/debian, by dpkg's version order.
+fn packages() -> (PathBuf, PathBuf) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/deb-test");
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: run scripts/test (it builds the packages)",
+                dir.display()
+            )
+        })
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort_by(|a, b| {
+        let v = |p: &PathBuf| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.split('_').nth(1).unwrap_or("").to_string()
+        };
+        let (va, vb) = (v(a), v(b));
+        if std::process::Command::new("dpkg")
+            .args(["--compare-versions", &va, "lt", &vb])
+            .status()
+            .unwrap()
+            .success()
+        {
+            std::cmp::Ordering::Less
+        } else if va == vb {
+            std::cmp::Ordering::Equal
+        } else {
+            std::cmp::Ordering::Greater
+        }
+    });
+    assert!(
+        debs.len() >= 2,
+        "need an older and a current package in {} (scripts/test builds them): {debs:?}",
+        dir.display()
+    );
+    (debs[0].clone(), debs[debs.len() - 1].clone())
+}
+
+/// Copies a package into the sandbox; returns its path there.
+fn put(sb: &Sandbox, deb: &PathBuf) -> String {
+    let inside = format!(
+        "/var/cache/unitwatch-test/{}",
+        deb.file_name().unwrap().to_string_lossy()
+    );
+    std::fs::create_dir_all(sb.path("/var/cache/unitwatch-test")).unwrap();
+    std::fs::copy(deb, sb.path(&inside)).unwrap();
+    inside
+}
+
+fn boot() -> Sandbox {
+    let sb = Sandbox::boot("deb");
+    // This image forbids service starts from maintainer scripts; a VM does not.
+    sb.ok("rm -f /usr/sbin/policy-rc.d");
+    sb.unit(
+        "worker.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    sb.ok("systemctl start worker");
+    sb
+}
+
+#[test]
+fn install_upgrade_purge() {
+    let (old, new) = packages();
+    let sb = boot();
+    let old_in = put(&sb, &old);
+    let new_in = put(&sb, &new);
+
+    // Install: both services running, hardened, answering.
+    sb.ok(&format!("dpkg -i {old_in}"));
+    for u in ["unitwatch", "unitwatch-http"] {
+        sb.wait_for(&format!("{u} active"), Duration::from_secs(10), || {
+            (sb.prop(u, "ActiveState") == "active").then_some(())
+        });
+    }
+    let uid = sb.ok("id -u unitwatch");
+    assert_ne!(uid.trim(), "0");
+    let pid = sb.prop("unitwatch", "MainPID");
+    assert_eq!(sb.ok(&format!("ps -o user= -p {pid}")).trim(), "unitwatch");
+    sb.wait_for("/health 200", Duration::from_secs(10), || {
+        (sb.curl("http://127.0.0.1:8080/health").0 == 200).then_some(())
+    });
+    assert!(sb.ok("unitwatchd config check").contains("valid"));
+
+    // The operator watches a unit: edit, reload, a failure, a restart
+    // through polkit, backoff state on disk.
+    let conf = sb.read("/etc/unitwatch/unitwatch.toml").unwrap();
+    sb.write(
+        "/etc/unitwatch/unitwatch.toml",
+        &format!("{conf}\n[[unit]]\nname = \"worker.service\"\n# edited by the operator\n"),
+    );
+    sb.ok("systemctl reload unitwatch");
+    sb.wait_for("worker watched", Duration::from_secs(10), || {
+        sb.status_json()["units"].get("worker.service").map(|_| ())
+    });
+    sb.kill_main("worker.service");
+    sb.wait_for("worker restarted", Duration::from_secs(30), || {
+        (sb.journal("UNITWATCH_EVENT=unit-restarted").len() == 1).then_some(())
+    });
+    assert_eq!(sb.backoff_json()["units"]["worker.service"]["attempts"], 1);
+
+    // Upgrade: services restarted, config edit and backoff state kept.
+    let pids = (
+        sb.prop("unitwatch", "MainPID"),
+        sb.prop("unitwatch-http", "MainPID"),
+    );
+    sb.ok(&format!("dpkg -i {new_in}"));
+    sb.wait_for("restarted by the upgrade", Duration::from_secs(10), || {
+        let now = (
+            sb.prop("unitwatch", "MainPID"),
+            sb.prop("unitwatch-http", "MainPID"),
+        );
+        (now.0 != pids.0 && now.1 != pids.1 && now.0 != "0" && now.1 != "0").then_some(())
+    });
+    assert!(sb
+        .read("/etc/unitwatch/unitwatch.toml")
+        .unwrap()
+        .contains("# edited by the operator"));
+    assert_eq!(sb.backoff_json()["units"]["worker.service"]["attempts"], 1);
+    let version = sb.ok("dpkg-query -W -f '${Version}' unitwatch");
+    assert!(
+        new.to_string_lossy().contains(&format!("_{version}_")),
+        "{version}"
+    );
+    sb.wait_for("/health 200 after upgrade", Duration::from_secs(10), || {
+        (sb.curl("http://127.0.0.1:8080/health").0 == 200).then_some(())
+    });
+
+    // Purge: nothing of the package left.
+    let files = sb.ok("dpkg -L unitwatch");
+    sb.ok("dpkg --purge unitwatch");
+    let mut left: Vec<String> = files
+        .lines()
+        .filter(|f| !f.is_empty())
+        .filter(|f| {
+            // Shared directories that other packages own too.
+            let p = sb.path(f);
+            p.exists() && !p.is_dir()
+        })
+        .map(str::to_string)
+        .collect();
+    for p in [
+        "/etc/unitwatch",
+        "/var/lib/unitwatch",
+        "/run/unitwatch",
+        "/usr/share/unitwatch",
+    ] {
+        if sb.path(p).exists() {
+            left.push(p.to_string());
+        }
+    }
+    let links = sb.sh_out(
+        "find /etc/systemd /var/lib/systemd/deb-systemd-helper-enabled -name '*unitwatch*' 2>/dev/null",
+    );
+    left.extend(links.lines().map(str::to_string));
+    if sb.sh("getent passwd unitwatch").status.success() {
+        left.push("user unitwatch".into());
+    }
+    if sb.sh("getent group unitwatch").status.success() {
+        left.push("group unitwatch".into());
+    }
+    assert!(left.is_empty(), "left after purge: {left:?}");
+    assert_eq!(sb.prop("unitwatch", "LoadState"), "not-found");
+}
