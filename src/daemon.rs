@@ -550,6 +550,9 @@ impl Supervisor {
             entry.record_restart(now, &self.policy);
             let attempt = entry.attempts;
             self.dirty = true;
+            // On disk before it is told: whoever reads the event (a person,
+            // a test, an alert) finds the state that goes with it.
+            self.persist();
             match outcome {
                 Ok(()) => Event::new(
                     Kind::UnitRestarted,

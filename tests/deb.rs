@@ -111,7 +111,13 @@ fn install_upgrade_purge() {
     sb.wait_for("worker restarted", Duration::from_secs(30), || {
         (sb.journal("UNITWATCH_EVENT=unit-restarted").len() == 1).then_some(())
     });
-    assert_eq!(sb.backoff_json()["units"]["worker.service"]["attempts"], 1);
+    // The event is logged as the restart is issued; the state file follows
+    // within the same turn of the loop.
+    sb.wait_for("backoff.json written", Duration::from_secs(5), || {
+        let b = sb.read("/var/lib/unitwatch/backoff.json")?;
+        let v: serde_json::Value = serde_json::from_str(&b).ok()?;
+        (v["units"]["worker.service"]["attempts"] == 1).then_some(())
+    });
 
     // Upgrade: services restarted, config edit and backoff state kept.
     let pids = (
