@@ -158,16 +158,10 @@ pub fn render_table(snap: &Snapshot) -> String {
         .checks
         .iter()
         .map(|c| {
-            let value = match (&c.observed_value, &c.observed_unit) {
-                (serde_json::Value::Null, _) => "-".to_string(),
-                (serde_json::Value::String(s), _) => s.clone(),
-                (v, Some(u)) => format!("{v} {u}"),
-                (v, None) => v.to_string(),
-            };
             [
                 c.status.as_str().to_uppercase(),
                 c.key.clone(),
-                value,
+                c.display_value(),
                 c.output.clone().unwrap_or_default(),
             ]
         })

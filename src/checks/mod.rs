@@ -155,6 +155,18 @@ pub struct CheckResult {
     pub duration_us: u64,
 }
 
+impl CheckResult {
+    /// The observed value for a person: "81.25 percent", "active", "-".
+    pub fn display_value(&self) -> String {
+        match (&self.observed_value, &self.observed_unit) {
+            (Value::Null, _) => "-".to_string(),
+            (Value::String(s), _) => s.clone(),
+            (v, Some(u)) => format!("{v} {u}"),
+            (v, None) => v.to_string(),
+        }
+    }
+}
+
 /// A family builds its checks from the configuration.
 pub type Family = fn(&Config) -> Vec<Box<dyn Check>>;
 

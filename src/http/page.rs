@@ -69,12 +69,6 @@ pub fn render(r: &Rendered, now: SystemTime) -> String {
              <th>Detail</th><th>Checked</th></tr></thead><tbody>",
         );
         for c in &s.checks {
-            let value = match (&c.observed_value, &c.observed_unit) {
-                (serde_json::Value::Null, _) => "-".to_string(),
-                (serde_json::Value::String(v), _) => v.clone(),
-                (v, Some(u)) => format!("{v} {u}"),
-                (v, None) => v.to_string(),
-            };
             let _ = write!(
                 p,
                 "<tr class=\"{st}\"><td>{badge}</td><td><code>{key}</code></td><td>{value}</td>\
@@ -82,7 +76,7 @@ pub fn render(r: &Rendered, now: SystemTime) -> String {
                 st = attr(c.status.as_str()),
                 badge = badge(c.status),
                 key = text(&c.key),
-                value = text(&value),
+                value = text(&c.display_value()),
                 out = text(c.output.as_deref().unwrap_or("")),
                 time = text(&c.time),
             );
