@@ -540,7 +540,6 @@ impl Supervisor {
                 || (status.is_some_and(UnitStatus::is_failed)
                     && self.systemd_may_restart(&name).await);
             if needs_reset {
-                let Some(bus) = &self.bus else { return };
                 if let Err(e) = bus.reset_failed(&name).await {
                     log::warn!(unitwatch_unit = name.as_str(); "{e}");
                 }

@@ -105,6 +105,28 @@ pub enum ReadError {
 }
 
 impl Snapshot {
+    /// A snapshot for unit tests: fixed times, the status derived from
+    /// `checks`.
+    #[cfg(test)]
+    pub fn fixture(checks: Vec<CheckResult>, units: BTreeMap<String, UnitView>) -> Snapshot {
+        Snapshot {
+            schema_version: SCHEMA_VERSION,
+            status: crate::checks::overall(&checks),
+            summary: "a summary".into(),
+            updated_at: "2026-11-23T10:00:00.000Z".into(),
+            started_at: "2026-11-23T09:00:00.000Z".into(),
+            pid: 1,
+            version: "0.1.0".into(),
+            interval_ms: 10_000,
+            systemd: SystemdReach {
+                reachable: true,
+                error: None,
+            },
+            checks,
+            units,
+        }
+    }
+
     pub fn write(&self, path: &Path) -> Result<(), WriteError> {
         let mut json = serde_json::to_vec_pretty(self).expect("snapshot serializes");
         json.push(b'\n');

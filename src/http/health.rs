@@ -193,7 +193,7 @@ pub fn not_watched(unit: &str, host: &str) -> Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{BackoffView, SystemdReach, UnitView};
+    use crate::snapshot::{BackoffView, UnitView};
     use serde_json::json;
 
     fn check(
@@ -237,22 +237,7 @@ mod tests {
                 );
             }
         }
-        Snapshot {
-            schema_version: 1,
-            status: crate::checks::overall(&checks),
-            summary: "a summary".into(),
-            updated_at: "2026-11-23T10:00:00.000Z".into(),
-            started_at: "2026-11-23T09:00:00.000Z".into(),
-            pid: 1,
-            version: "0.1.0".into(),
-            interval_ms: 10_000,
-            systemd: SystemdReach {
-                reachable: true,
-                error: None,
-            },
-            checks,
-            units,
-        }
+        Snapshot::fixture(checks, units)
     }
 
     fn to_json(h: &Health) -> serde_json::Value {

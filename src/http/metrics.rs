@@ -349,7 +349,7 @@ impl Exposition {
 mod tests {
     use super::*;
     use crate::checks::CheckResult;
-    use crate::snapshot::{BackoffView, SystemdReach, UnitView};
+    use crate::snapshot::{BackoffView, UnitView};
     use crate::units::UnitStatus;
     use std::collections::BTreeMap;
 
@@ -392,30 +392,22 @@ mod tests {
                 },
             },
         );
+        // Failing overall, whatever these checks say: the unit is failed.
         Snapshot {
-            schema_version: 1,
             status: Status::Fail,
-            summary: String::new(),
-            updated_at: "2026-11-23T10:00:00.000Z".into(),
-            started_at: "2026-11-23T09:00:00.000Z".into(),
-            pid: 1,
-            version: "0.1.0".into(),
-            interval_ms: 10_000,
-            systemd: SystemdReach {
-                reachable: true,
-                error: None,
-            },
-            checks: vec![
-                c("disk:/:utilization", serde_json::json!(81.5), Status::Warn),
-                c("disk:/:inodes", serde_json::json!(2.0), Status::Pass),
-                c("memory:utilization", serde_json::json!(50.0), Status::Pass),
-                c(
-                    "heartbeat:/var/lib/x/hb:age",
-                    serde_json::json!(12.5),
-                    Status::Pass,
-                ),
-            ],
-            units,
+            ..Snapshot::fixture(
+                vec![
+                    c("disk:/:utilization", serde_json::json!(81.5), Status::Warn),
+                    c("disk:/:inodes", serde_json::json!(2.0), Status::Pass),
+                    c("memory:utilization", serde_json::json!(50.0), Status::Pass),
+                    c(
+                        "heartbeat:/var/lib/x/hb:age",
+                        serde_json::json!(12.5),
+                        Status::Pass,
+                    ),
+                ],
+                units,
+            )
         }
     }
 

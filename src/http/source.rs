@@ -53,27 +53,22 @@ impl Rendered {
             .as_ref()
             .map(|s| Duration::from_millis(s.interval_ms.max(1000)) * STALE_INTERVALS)
             .unwrap_or(Duration::ZERO);
-        let mut r = Rendered {
-            health: Bytes::new(),
-            detailed: Bytes::new(),
+        let health = to_bytes(&health::summary(snapshot.as_ref(), &Freshness::Fresh, host));
+        let detailed = to_bytes(&health::detailed(
+            snapshot.as_ref(),
+            &Freshness::Fresh,
+            host,
+        ));
+        Rendered {
+            health,
+            detailed,
             metrics: metrics::Exposition::new(snapshot.as_ref()),
             snapshot,
             error,
             updated_at,
             stale_after,
             host: host.to_string(),
-        };
-        r.health = to_bytes(&health::summary(
-            r.snapshot.as_ref(),
-            &Freshness::Fresh,
-            host,
-        ));
-        r.detailed = to_bytes(&health::detailed(
-            r.snapshot.as_ref(),
-            &Freshness::Fresh,
-            host,
-        ));
-        r
+        }
     }
 
     /// Fresh, stale or missing, now.
