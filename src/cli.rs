@@ -25,7 +25,12 @@ pub const EXIT_CONFIG: i32 = 78;
     name = "unitwatchd",
     version,
     about = "systemd-native health supervisor: watches units, restarts them with backoff, reports health",
-    long_about = None
+    long_about = "unitwatchd watches the systemd units named in its configuration over D-Bus, \
+reacting to systemd's signals at once and sweeping everything periodically; checks heartbeat \
+files, disks and memory; restarts failed units through systemd with an exponential backoff \
+that survives its own restarts and reboots; logs every event to the journal with fields that \
+journalctl filters on; and writes a status snapshot that unitwatch-http serves. Without a \
+command it runs the daemon, as unitwatch.service does."
 )]
 pub struct Cli {
     /// Configuration file.
@@ -81,6 +86,27 @@ pub enum BackoffCommand {
     /// Forget the backoff of UNIT (or of every unit): the next restart waits
     /// the initial delay again, and a restart limit is lifted.
     Reset { unit: Option<String> },
+}
+
+/// The `unitwatch-http` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "unitwatch-http",
+    version,
+    about = "serves unitwatch's health (/health, application/health+json), metrics (/metrics) and a status page (/)",
+    long_about = "unitwatch-http serves what unitwatchd saw, read from its status snapshot \
+(daemon.runtime_dir/status.json): /health for uptime monitors and load balancers, /metrics for \
+Prometheus and a status page for a person. It never talks to systemd or to the daemon, so a \
+request never waits on a check. It listens on the addresses of [http] listen in the \
+configuration, or on the sockets systemd passes (socket activation)."
+)]
+pub struct HttpCli {
+    /// Configuration file (its [http] section and daemon.runtime_dir).
+    #[arg(long, short = 'c', env = "UNITWATCH_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Log debug messages too.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 /// `config watches UNIT`: is UNIT named with `restart = true` in the file?

@@ -55,6 +55,48 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order the manual lists them.
+    pub const ALL: [Kind; 15] = [
+        Kind::DaemonStarted,
+        Kind::UnitFailed,
+        Kind::RestartScheduled,
+        Kind::UnitRestarted,
+        Kind::RestartFailed,
+        Kind::UnitRecovered,
+        Kind::RestartLimit,
+        Kind::BackoffReset,
+        Kind::HeartbeatStale,
+        Kind::CheckChanged,
+        Kind::ConfigReloaded,
+        Kind::ConfigRejected,
+        Kind::StateCorrupt,
+        Kind::SystemdUnreachable,
+        Kind::SystemdReconnected,
+    ];
+
+    /// What the event means, for unitwatchd(8).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::DaemonStarted => "the daemon started, with the number of units it watches",
+            Kind::UnitFailed => "a watched unit entered the failed state (or stopped on its own)",
+            Kind::RestartScheduled => "a restart is planned after the current backoff delay",
+            Kind::UnitRestarted => "unitwatchd asked systemd to restart the unit",
+            Kind::RestartFailed => "systemd refused or failed the restart request",
+            Kind::UnitRecovered => "the unit is active again",
+            Kind::RestartLimit => {
+                "max_restarts_per_hour reached: no more restarts until recovery or a backoff reset (critical)"
+            }
+            Kind::BackoffReset => "the backoff of a unit started over (healthy for reset_after, or a reset)",
+            Kind::HeartbeatStale => "a heartbeat file is missing or older than its max_age",
+            Kind::CheckChanged => "a check changed its status (pass, warn, fail)",
+            Kind::ConfigReloaded => "SIGHUP: the new configuration is in force",
+            Kind::ConfigRejected => "SIGHUP: the new configuration is invalid; the running one is kept",
+            Kind::StateCorrupt => "backoff.json could not be read; it was moved aside and replaced",
+            Kind::SystemdUnreachable => "the system bus or systemd cannot be reached",
+            Kind::SystemdReconnected => "the bus is back; everything was re-read",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::DaemonStarted => "daemon-started",

@@ -12,6 +12,7 @@ pub mod events;
 pub mod fsutil;
 pub mod http;
 pub mod logging;
+pub mod manual;
 pub mod notify;
 pub mod snapshot;
 pub mod systemd;

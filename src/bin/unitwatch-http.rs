@@ -1,30 +1,14 @@
 //! unitwatch-http: serves /health, /metrics and a status page from the
 //! daemon's status snapshot.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use unitwatch::config::DEFAULT_CONFIG_PATH;
+use unitwatch::cli::HttpCli;
 use unitwatch::http::{self, HttpError};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "unitwatch-http",
-    version,
-    about = "serves unitwatch's health (/health, application/health+json), metrics (/metrics) and a status page (/)"
-)]
-struct Cli {
-    /// Configuration file (its [http] section and daemon.runtime_dir).
-    #[arg(long, short = 'c', env = "UNITWATCH_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-    /// Log debug messages too.
-    #[arg(long, short = 'v')]
-    verbose: bool,
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = HttpCli::parse();
     unitwatch::logging::init("unitwatch-http", cli.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

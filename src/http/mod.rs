@@ -45,6 +45,16 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Connections served at once; further ones wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
 
+/// The endpoints and what they answer, for unitwatch-http(8); the router
+/// below serves exactly these.
+pub const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET, HEAD /health", "the overall status as application/health+json: 200 for pass and warn, 503 for fail; Cache-Control: no-store. For UptimeRobot (which sends HEAD) and load balancers."),
+    ("GET /health/detailed", "the same with every check, keyed component:measurement."),
+    ("GET /health/service/UNIT", "one unit's checks; 404 for a unit that is not watched."),
+    ("GET /metrics", "Prometheus text format 0.0.4, or OpenMetrics when Accept asks for application/openmetrics-text."),
+    ("GET /", "a status page for a person."),
+];
+
 /// Why unitwatch-http could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
