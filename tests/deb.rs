@@ -77,6 +77,49 @@ fn boot() -> Sandbox {
     sb
 }
 
+const PKLA: &str = "/var/lib/polkit-1/localauthority/10-vendor.d/unitwatch.pkla";
+
+/// Ubuntu 22.04's polkit (policykit-1 0.105) reads no JavaScript rules: the
+/// postinst gives it the .pkla instead, and the package takes it away on
+/// remove. Simulated here: polkitd removed, a policykit-1 0.105 stand-in
+/// package installed (this tests the maintainer scripts, not polkit 0.105).
+#[test]
+fn polkit_0105_gets_the_pkla_grant() {
+    let (_, new) = packages();
+    let sb = boot();
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("pk");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: policykit-1\nVersion: 0.105-33\nArchitecture: all\nMaintainer: test <t@example.org>\nDescription: stand-in for Ubuntu 22.04's polkit\n",
+    )
+    .unwrap();
+    let stand_in = dir.path().join("policykit-1_0.105-33_all.deb");
+    let built = std::process::Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(&pkg)
+        .arg(&stand_in)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let stand_in_in = put(&sb, &stand_in);
+    let new_in = put(&sb, &new);
+    sb.ok("dpkg --remove --force-depends polkitd");
+    sb.ok(&format!("dpkg -i {stand_in_in}"));
+    sb.ok(&format!("dpkg -i {new_in}"));
+    let pkla = sb
+        .read(PKLA)
+        .expect("postinst installs the .pkla on polkit 0.105");
+    assert!(pkla.contains("Identity=unix-user:unitwatch"), "{pkla}");
+    assert!(
+        pkla.contains("Action=org.freedesktop.systemd1.manage-units"),
+        "{pkla}"
+    );
+    sb.ok("dpkg --remove unitwatch");
+    assert!(!sb.path(PKLA).exists(), "the grant outlived the package");
+}
+
 /// "Overall exposure level for X: 2.1 OK" -> 2.1
 fn security_exposure(sb: &Sandbox, unit: &str) -> f64 {
     let out = sb.ok(&format!("systemd-analyze security --no-pager {unit}"));
@@ -105,6 +148,8 @@ fn install_upgrade_purge() {
             (sb.prop(u, "ActiveState") == "active").then_some(())
         });
     }
+    // polkitd 122 reads 50-unitwatch.rules: no coarse .pkla grant.
+    assert!(!sb.path(PKLA).exists());
     let uid = sb.ok("id -u unitwatch");
     assert_ne!(uid.trim(), "0");
     let pid = sb.prop("unitwatch", "MainPID");
