@@ -213,9 +213,21 @@ pub fn listeners(listen: &[String]) -> Result<Vec<std::net::TcpListener>, HttpEr
                 let addr: SocketAddr = a
                     .parse()
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-                let l = std::net::TcpListener::bind(addr)?;
-                l.set_nonblocking(true)?;
-                Ok(l)
+                let sock = socket2::Socket::new(
+                    socket2::Domain::for_address(addr),
+                    socket2::Type::STREAM,
+                    None,
+                )?;
+                // "[::]:8080" next to "0.0.0.0:8080" must not claim the IPv4
+                // port too (Linux's default), or the second bind fails.
+                if addr.is_ipv6() {
+                    sock.set_only_v6(true)?;
+                }
+                sock.set_reuse_address(true)?;
+                sock.set_nonblocking(true)?;
+                sock.bind(&addr.into())?;
+                sock.listen(1024)?;
+                Ok(sock.into())
             };
             bind(a).map_err(|source| HttpError::Bind {
                 addr: a.clone(),
@@ -324,4 +336,34 @@ pub async fn run(config_path: &Path) -> Result<(), HttpError> {
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_and_ipv6_wildcards_share_a_port() {
+        // A free port, released again for the real bind.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = vec![format!("0.0.0.0:{port}"), format!("[::]:{port}")];
+        let ls = listeners(&listen).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ls.len(), 2);
+        assert!(ls[1].local_addr().unwrap().is_ipv6());
+        // Both answer a connection.
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::net::TcpStream::connect(("::1", port)).unwrap();
+    }
+
+    #[test]
+    fn a_taken_address_names_it() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let err = listeners(std::slice::from_ref(&addr)).unwrap_err();
+        assert!(err.to_string().contains(&addr), "{err}");
+    }
 }
