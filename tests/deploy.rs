@@ -131,10 +131,9 @@ fn install_on_vm_keeps_the_cloud_init_config() {
     let deb = std::fs::read_dir(&debs)
         .unwrap_or_else(|e| panic!("{}: {e}: run scripts/test", debs.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
+        .find(|p| {
             p.extension().is_some_and(|x| x == "deb") && !p.to_string_lossy().contains("~test")
         })
-        .next()
         .expect("the current package in target/deb-test");
 
     let sb = Sandbox::boot("deploy");
