@@ -518,6 +518,17 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+        // And the other way: the shipped file shows every key, if only in
+        // a comment.
+        let absent: Vec<String> = CONFIG_KEYS
+            .iter()
+            .filter(|d| !shipped.contains(&format!("{} = ", d.key)))
+            .map(|d| format!("{}.{}", d.table, d.key))
+            .collect();
+        assert!(
+            absent.is_empty(),
+            "keys the shipped config does not show: {absent:?}"
+        );
     }
 
     #[test]

@@ -50,6 +50,13 @@ fn packages() -> (PathBuf, PathBuf) {
     (debs[0].clone(), debs[debs.len() - 1].clone())
 }
 
+/// Where a test leaves figures for scripts/test to print.
+fn report(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/deb-test")
+        .join(name)
+}
+
 /// Copies a package into the sandbox; returns its path there.
 fn put(sb: &Sandbox, deb: &PathBuf) -> String {
     let inside = format!(
@@ -250,6 +257,21 @@ fn install_upgrade_purge() {
         (sb.curl("http://127.0.0.1:8080/health").0 == 200).then_some(())
     });
 
+    // Idempotent: the same version again (dpkg runs every script anew).
+    sb.ok(&format!("dpkg -i {new_in}"));
+    for u in ["unitwatch", "unitwatch-http"] {
+        sb.wait_for(
+            &format!("{u} active after reinstall"),
+            Duration::from_secs(10),
+            || (sb.prop(u, "ActiveState") == "active").then_some(()),
+        );
+    }
+    assert_eq!(sb.backoff_json()["units"]["worker.service"]["attempts"], 1);
+    assert!(sb
+        .read("/etc/unitwatch/unitwatch.toml")
+        .unwrap()
+        .contains("# edited by the operator"));
+
     let files = sb.ok("dpkg -L unitwatch");
 
     // The socket unit is installed, not enabled; switching to it serves
@@ -332,7 +354,11 @@ fn lintian_is_clean() {
         .output()
         .expect("lintian (scripts/deps installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("lintian {}:\n{text}", new.display());
+    std::fs::write(
+        report("lintian.txt"),
+        format!("lintian --pedantic {}:\n{text}", new.display()),
+    )
+    .unwrap();
     let findings: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("E: ") || l.starts_with("W: "))
