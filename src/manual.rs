@@ -133,6 +133,19 @@ fn item(r: &mut Roff, tag: Vec<Inline>, text: &str) {
     r.control("TP", []).text(tag).text([roman(text)]);
 }
 
+/// `.TP` items with bold tags: a section's table.
+fn items(r: &mut Roff, rows: &[(&str, &str)]) {
+    for (tag, text) in rows {
+        item(r, vec![bold(*tag)], text);
+    }
+}
+
+/// The ENVIRONMENT row both programs share.
+const CONFIG_ENV: (&str, &str) = (
+    "UNITWATCH_CONFIG",
+    "the configuration file, when --config is not given",
+);
+
 fn section(r: &mut Roff, title: &str) {
     r.control("SH", [title]);
 }
@@ -220,26 +233,19 @@ pub fn unitwatchd_page() -> std::io::Result<Vec<u8>> {
     }
 
     section(&mut r, "EXIT STATUS");
-    item(
-        &mut r,
-        vec![bold("0")],
-        "success; for check: every check passes",
-    );
-    item(&mut r, vec![bold("1")], "a fatal error other than the configuration; for check: the worst status is warn; for config watches: the unit is not watched with restart = true; for backoff: the state file is unreadable or corrupt");
-    item(&mut r, vec![bold("2")], "for check: a check fails");
-    item(
-        &mut r,
-        vec![bold(EXIT_CONFIG.to_string())],
-        "the configuration is invalid or unreadable (EX_CONFIG); the message names file:line:col and the key. unitwatch.service does not restart on it (RestartPreventExitStatus=78).",
-    );
+    let config_exit = EXIT_CONFIG.to_string();
+    items(&mut r, &[
+        ("0", "success; for check: every check passes"),
+        ("1", "a fatal error other than the configuration; for check: the worst status is warn; for config watches: the unit is not watched with restart = true; for backoff: the state file is unreadable or corrupt"),
+        ("2", "for check: a check fails"),
+        (&config_exit, "the configuration is invalid or unreadable (EX_CONFIG); the message names file:line:col and the key. unitwatch.service does not restart on it (RestartPreventExitStatus=78)."),
+    ]);
 
     section(&mut r, "SIGNALS");
-    item(&mut r, vec![bold("SIGHUP")], "re-read the configuration (systemctl reload unitwatch); an invalid new file is logged (config-rejected) and the running configuration kept. Also applies a pending backoff reset request.");
-    item(
-        &mut r,
-        vec![bold("SIGTERM, SIGINT")],
-        "STOPPING=1, save the state, exit 0.",
-    );
+    items(&mut r, &[
+        ("SIGHUP", "re-read the configuration (systemctl reload unitwatch); an invalid new file is logged (config-rejected) and the running configuration kept. Also applies a pending backoff reset request."),
+        ("SIGTERM, SIGINT", "STOPPING=1, save the state, exit 0."),
+    ]);
 
     section(&mut r, "SYSTEMD");
     paragraphs(&mut r, &[
@@ -254,15 +260,15 @@ pub fn unitwatchd_page() -> std::io::Result<Vec<u8>> {
     }
 
     section(&mut r, "ENVIRONMENT");
-    item(
+    items(
         &mut r,
-        vec![bold("UNITWATCH_CONFIG")],
-        "the configuration file, when --config is not given",
-    );
-    item(
-        &mut r,
-        vec![bold("UNITWATCHD_OPTS")],
-        "extra arguments, set in /etc/default/unitwatch (unitwatch.service passes them)",
+        &[
+            CONFIG_ENV,
+            (
+                "UNITWATCHD_OPTS",
+                "extra arguments, set in /etc/default/unitwatch (unitwatch.service passes them)",
+            ),
+        ],
     );
 
     files_section(&mut r, FILES);
@@ -287,9 +293,7 @@ pub fn unitwatch_http_page() -> std::io::Result<Vec<u8>> {
     command_head(HttpCli::command(), &mut out)?;
     let mut r = Roff::new();
     section(&mut r, "ENDPOINTS");
-    for (tag, text) in crate::http::ENDPOINTS {
-        item(&mut r, vec![bold(*tag)], text);
-    }
+    items(&mut r, crate::http::ENDPOINTS);
     paragraphs(&mut r, &[
         "When the snapshot is missing, unreadable, or older than 3 sweep intervals (the daemon is dead or hung), every health endpoint answers 503 with status fail and says why in output.",
         "A request line or headers over 16 KiB get 431, garbage gets 400, a wrong method 405, an unknown path 404. A client that has not sent its headers within 10 s is disconnected; at most 1,024 connections are served at once.",
@@ -298,27 +302,25 @@ pub fn unitwatch_http_page() -> std::io::Result<Vec<u8>> {
     section(&mut r, "SOCKET ACTIVATION");
     paragraphs(&mut r, &["With sockets passed by systemd (LISTEN_FDS), it serves on them and ignores [http] listen: systemctl disable --now unitwatch-http.service; systemctl enable --now unitwatch-http.socket. systemd then holds the port, a privileged one too."]);
     section(&mut r, "EXIT STATUS");
-    item(&mut r, vec![bold("0")], "stopped by SIGTERM");
-    item(
+    let config_exit = EXIT_CONFIG.to_string();
+    items(
         &mut r,
-        vec![bold("1")],
-        "cannot listen, or another fatal error",
-    );
-    item(
-        &mut r,
-        vec![bold(EXIT_CONFIG.to_string())],
-        "the configuration or the token file is invalid or unreadable",
+        &[
+            ("0", "stopped by SIGTERM"),
+            ("1", "cannot listen, or another fatal error"),
+            (
+                &config_exit,
+                "the configuration or the token file is invalid or unreadable",
+            ),
+        ],
     );
     section(&mut r, "ENVIRONMENT");
-    item(
+    items(
         &mut r,
-        vec![bold("UNITWATCH_CONFIG")],
-        "the configuration file, when --config is not given",
-    );
-    item(
-        &mut r,
-        vec![bold("LISTEN_FDS, LISTEN_PID")],
-        "sockets passed by systemd",
+        &[
+            CONFIG_ENV,
+            ("LISTEN_FDS, LISTEN_PID", "sockets passed by systemd"),
+        ],
     );
     files_section(&mut r, &[FILES[0], FILES[3]]);
     see_also(
