@@ -10,7 +10,10 @@ use unitwatch::http::{self, HttpError};
 fn main() -> ExitCode {
     let cli = HttpCli::parse();
     unitwatch::logging::init("unitwatch-http", cli.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: every request is a lookup of pre-rendered bytes, so a
+    // second worker only adds cross-thread wake-ups (it halved throughput
+    // and lengthened the tail in the benchmark).
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
