@@ -19,6 +19,9 @@ use crate::units::UnitTable;
 
 /// Exit code for an invalid configuration (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;
+/// Exit code of `check --otlp` when the collector did not accept the
+/// export (sysexits EX_UNAVAILABLE).
+pub const EXIT_UNAVAILABLE: i32 = 69;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +55,11 @@ pub enum Command {
         /// Print the status snapshot as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also send the result once over OTLP as [telemetry] says (enabled
+        /// or not) and report whether the collector accepted it; exit 69
+        /// if it did not.
+        #[arg(long)]
+        otlp: bool,
     },
     /// Configuration commands.
     Config {
@@ -120,6 +128,15 @@ pub fn watches(path: &Path, unit: &str) -> Result<bool, crate::config::ConfigErr
     Ok(crate::config::restartable_units(&text, path)?
         .iter()
         .any(|u| u.as_str() == unit))
+}
+
+/// `check --otlp`: one export of `snap` with the configured settings.
+pub async fn check_otlp(config: &Config, snap: &Snapshot) -> Result<String, String> {
+    let settings = crate::telemetry::Settings::for_config(config, &crate::daemon::process_env)
+        .map_err(|e| e.to_string())?;
+    crate::telemetry::export_once(settings, snap.clone())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Runs every check once, reading systemd if it can be reached.

@@ -53,6 +53,59 @@ pub struct Config {
     pub memory: Option<MemoryConfig>,
     #[serde(default)]
     pub http: HttpConfig,
+    /// `[telemetry]`: present turns OTLP export on (unless `enabled = false`).
+    #[serde(default)]
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// How the wire format of OTLP is chosen (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl OtlpProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+            OtlpProtocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// `[telemetry]`: OTLP export of the metrics and events. Keys left out fall
+/// back to the standard `OTEL_EXPORTER_OTLP_*` variables, then to the
+/// defaults (see crate::telemetry::Settings).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The collector's base URL; `/v1/metrics` and `/v1/logs` are added for
+    /// http/protobuf.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<OtlpProtocol>,
+    /// How often metrics are exported (events go out within seconds).
+    #[serde(default = "default_telemetry_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    /// `name=value` lines sent as headers (or gRPC metadata) with every
+    /// export, e.g. an API key; never logged.
+    #[serde(default)]
+    pub headers_file: Option<PathBuf>,
+    /// Events held while the collector is away; past it the oldest go.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// Azure's instance metadata service, asked once at start when the
+    /// machine's DMI says it is an Azure VM (tests point it elsewhere).
+    #[serde(default = "default_imds_endpoint")]
+    pub imds_endpoint: String,
 }
 
 /// `[http]`: what unitwatch-http serves on (the daemon ignores it).
@@ -80,6 +133,9 @@ pub struct DaemonConfig {
     /// Where procfs is mounted; tests point it at a fixture.
     #[serde(default = "default_proc_dir")]
     pub proc_dir: PathBuf,
+    /// Where sysfs is mounted (DMI, to tell an Azure VM); tests use fixtures.
+    #[serde(default = "default_sys_dir")]
+    pub sys_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -158,6 +214,18 @@ fn default_runtime_dir() -> PathBuf {
 fn default_proc_dir() -> PathBuf {
     PathBuf::from("/proc")
 }
+fn default_sys_dir() -> PathBuf {
+    PathBuf::from("/sys")
+}
+fn default_telemetry_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_queue_size() -> usize {
+    1024
+}
+fn default_imds_endpoint() -> String {
+    "http://169.254.169.254".into()
+}
 fn default_backoff_initial() -> Duration {
     Duration::from_secs(10)
 }
@@ -196,6 +264,7 @@ impl Default for DaemonConfig {
             state_dir: default_state_dir(),
             runtime_dir: default_runtime_dir(),
             proc_dir: default_proc_dir(),
+            sys_dir: default_sys_dir(),
         }
     }
 }
@@ -229,6 +298,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             "invalid duration {s:?}: {e} (write e.g. \"10s\", \"5m\", \"100ms\")"
         ))
     })
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 /// `"a"` or `["a", "b"]`.
@@ -438,6 +511,44 @@ impl Config {
                 "must be at least 100ms".into(),
             );
         }
+        if let Some(t) = &self.telemetry {
+            if t.interval < Duration::from_secs(1) {
+                bad(
+                    vec![Key("telemetry"), Key("interval")],
+                    "must be at least 1s".into(),
+                );
+            }
+            if t.queue_size == 0 {
+                bad(
+                    vec![Key("telemetry"), Key("queue_size")],
+                    "must be at least 1".into(),
+                );
+            }
+            if t.timeout.is_some_and(|d| d.is_zero()) {
+                bad(
+                    vec![Key("telemetry"), Key("timeout")],
+                    "must be greater than zero".into(),
+                );
+            }
+            for (key, url) in [
+                ("endpoint", t.endpoint.as_deref()),
+                ("imds_endpoint", Some(t.imds_endpoint.as_str())),
+            ] {
+                if let Some(url) = url {
+                    if let Err(m) = check_http_url(url) {
+                        bad(vec![Key("telemetry"), Key(key)], m);
+                    }
+                }
+            }
+            if let Some(p) = &t.headers_file {
+                if !p.is_absolute() {
+                    bad(
+                        vec![Key("telemetry"), Key("headers_file")],
+                        format!("{} is not an absolute path", p.display()),
+                    );
+                }
+            }
+        }
         let b = &self.backoff;
         if b.initial.is_zero() {
             bad(
@@ -603,6 +714,20 @@ pub fn restartable_units(text: &str, path: &Path) -> Result<Vec<UnitName>, Confi
         .filter(|u| u.get("restart").and_then(toml::Value::as_bool) != Some(false))
         .filter_map(|u| UnitName::parse(u.get("name")?.as_str()?).ok())
         .collect())
+}
+
+/// An http:// or https:// URL with a host.
+pub fn check_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
+    }
+    url.parse::<axum::http::Uri>()
+        .map(|_| ())
+        .map_err(|e| format!("{url:?} is not a valid URL: {e}"))
 }
 
 impl DiskConfig {

@@ -19,6 +19,7 @@ use crate::fsutil::{ensure_dir, WriteError};
 use crate::notify;
 use crate::snapshot::{BackoffView, Snapshot, SystemdReach, UnitView, SCHEMA_VERSION};
 use crate::systemd::{Change, Signals, Systemd, SystemdError};
+use crate::telemetry::{Settings, Telemetry, TelemetryError};
 use crate::units::{UnitStatus, UnitTable};
 
 /// How long a failed unit with `Restart=` gets for systemd to take it into
@@ -45,6 +46,13 @@ pub enum DaemonError {
     Write(#[from] WriteError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+}
+
+/// The process environment, for the settings that honour OTEL_* variables.
+pub fn process_env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
 }
 
 fn fmt_delay(d: Duration) -> String {
@@ -78,6 +86,8 @@ pub struct Supervisor {
     bus_error: Option<String>,
     started_at: SystemTime,
     status_line: String,
+    /// The OTLP export and what it was started with.
+    telemetry: Option<(Settings, Telemetry)>,
 }
 
 impl Supervisor {
@@ -117,8 +127,20 @@ impl Supervisor {
             bus_error: Some("not connected yet".into()),
             started_at: now,
             status_line: "starting".into(),
+            telemetry: None,
             config,
         })
+    }
+
+    /// Starts, restarts or stops the OTLP export to match `settings`.
+    pub async fn set_telemetry(&mut self, settings: Option<Settings>) {
+        if self.telemetry.as_ref().map(|(s, _)| s) == settings.as_ref() {
+            return;
+        }
+        if let Some((_, old)) = self.telemetry.take() {
+            old.shutdown().await;
+        }
+        self.telemetry = settings.map(|s| (s.clone(), Telemetry::start(s)));
     }
 
     pub fn config(&self) -> &Config {
@@ -590,7 +612,7 @@ impl Supervisor {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        build_snapshot(&View {
+        let mut snap = build_snapshot(&View {
             config: &self.config,
             policy: &self.policy,
             results: &self.results,
@@ -598,10 +620,13 @@ impl Supervisor {
             backoff: &self.store.units,
             bus_error: self.bus_error.as_deref(),
             started_at: self.started_at,
-        })
+        });
+        snap.telemetry = self.telemetry.as_ref().map(|(_, t)| t.view());
+        snap
     }
 
-    /// Writes status.json and sends STATUS= when it changed.
+    /// Writes status.json, sends STATUS= when it changed, and hands the
+    /// snapshot to the OTLP export.
     fn publish(&mut self) {
         let snap = self.snapshot();
         if let Err(e) = snap.write(&self.config.status_path()) {
@@ -609,7 +634,10 @@ impl Supervisor {
         }
         if snap.summary != self.status_line {
             notify::status(&snap.summary);
-            self.status_line = snap.summary;
+            self.status_line = snap.summary.clone();
+        }
+        if let Some((_, t)) = &self.telemetry {
+            t.update(std::sync::Arc::new(snap));
         }
     }
 
@@ -647,8 +675,15 @@ impl Supervisor {
     /// apply any `backoff reset` request.
     pub async fn reload(&mut self) {
         notify::reloading();
-        match Config::load(&self.config_path) {
-            Ok(c) => {
+        let loaded = Config::load(&self.config_path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                let t = Settings::resolve(&c, &process_env).map_err(|e| e.to_string())?;
+                Ok((c, t))
+            });
+        match loaded {
+            Ok((c, telemetry)) => {
+                self.set_telemetry(telemetry).await;
                 let changed = c != self.config;
                 if changed {
                     self.policy = Policy::from(&c.backoff);
@@ -845,6 +880,7 @@ pub fn build_snapshot(v: &View<'_>) -> Snapshot {
         },
         checks: v.results.to_vec(),
         units,
+        telemetry: None,
     }
 }
 
@@ -915,7 +951,12 @@ async fn sleep_until_wall(t: Option<SystemTime>) {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
+    // Started first, so that events of the start (a corrupt state file)
+    // are exported too.
+    let telemetry =
+        Settings::resolve(&config, &process_env)?.map(|s| (s.clone(), Telemetry::start(s)));
     let mut sup = Supervisor::new(config_path, config)?;
+    sup.telemetry = telemetry;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
@@ -997,6 +1038,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     notify::stopping();
     sup.dirty = true;
     sup.persist();
+    sup.set_telemetry(None).await;
     log::info!("unitwatchd stopping");
     Ok(())
 }

@@ -5,7 +5,24 @@
 //! `journalctl -u unitwatch UNITWATCH_UNIT=worker.service` tells one unit's
 //! story. The fields are prefixed because systemd owns `UNIT=`.
 
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
 use log::kv::{Key, Value};
+
+/// Somewhere besides the journal that events go: the OTLP export now,
+/// alert channels later. A sink must not block: it queues and returns.
+pub trait EventSink: Send + Sync {
+    fn event(&self, event: &Event, at: SystemTime);
+}
+
+static SINKS: RwLock<Vec<Arc<dyn EventSink>>> = RwLock::new(Vec::new());
+
+/// Replaces the sinks every later [`Event::emit`] feeds (on start and on
+/// reload).
+pub fn set_sinks(sinks: Vec<Arc<dyn EventSink>>) {
+    *SINKS.write().unwrap_or_else(|e| e.into_inner()) = sinks;
+}
 
 /// Severities, as alerting will map them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -177,6 +194,10 @@ impl Event {
                 .key_values(&kvs)
                 .build(),
         );
+        let now = SystemTime::now();
+        for sink in SINKS.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            sink.event(self, now);
+        }
     }
 }
 

@@ -16,4 +16,5 @@ pub mod manual;
 pub mod notify;
 pub mod snapshot;
 pub mod systemd;
+pub mod telemetry;
 pub mod units;

@@ -34,6 +34,25 @@ pub struct Snapshot {
     pub systemd: SystemdReach,
     pub checks: Vec<CheckResult>,
     pub units: BTreeMap<String, UnitView>,
+    /// The OTLP export, when `[telemetry]` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryView>,
+}
+
+/// How the OTLP export fares (never its headers).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryView {
+    pub protocol: String,
+    pub endpoint: String,
+    pub exports_total: u64,
+    pub export_failures_total: u64,
+    /// Events dropped, oldest first, while the queue was full.
+    pub dropped_total: u64,
+    pub queued_events: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +143,7 @@ impl Snapshot {
             },
             checks,
             units,
+            telemetry: None,
         }
     }
 

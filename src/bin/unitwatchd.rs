@@ -30,12 +30,12 @@ fn main() -> ExitCode {
                     eprintln!("unitwatchd: {e}");
                 }
                 match e {
-                    DaemonError::Config(_) => EXIT_CONFIG,
+                    DaemonError::Config(_) | DaemonError::Telemetry(_) => EXIT_CONFIG,
                     _ => 1,
                 }
             }
         },
-        Command::Check { json } => match load(&cli.config) {
+        Command::Check { json, otlp } => match load(&cli.config) {
             Ok(config) => {
                 let snap = rt.block_on(cli::check_once(&config));
                 if json {
@@ -46,7 +46,18 @@ fn main() -> ExitCode {
                 } else {
                     print!("{}", cli::render_table(&snap));
                 }
-                snap.status.exit_code()
+                let exported = otlp.then(|| rt.block_on(cli::check_otlp(&config, &snap)));
+                match exported {
+                    Some(Err(e)) => {
+                        eprintln!("unitwatchd: {e}");
+                        cli::EXIT_UNAVAILABLE
+                    }
+                    Some(Ok(msg)) => {
+                        eprintln!("unitwatchd: {msg}");
+                        snap.status.exit_code()
+                    }
+                    None => snap.status.exit_code(),
+                }
             }
             Err(code) => code,
         },

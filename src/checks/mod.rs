@@ -155,7 +155,43 @@ pub struct CheckResult {
     pub duration_us: u64,
 }
 
+/// A figure a check measured, named for export: /metrics and the OTLP
+/// export both read the checks through this, so they cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Measure<'a> {
+    /// Seconds since the heartbeat file was last modified.
+    HeartbeatAge { path: &'a str, seconds: f64 },
+    /// Percent of the filesystem's space in use.
+    DiskUsed { path: &'a str, percent: f64 },
+    /// Percent of the filesystem's inodes in use.
+    DiskInodes { path: &'a str, percent: f64 },
+    /// Percent of the system's memory not available.
+    MemoryUsed { percent: f64 },
+}
+
 impl CheckResult {
+    /// What this check measured, if it is one of the exported figures.
+    pub fn measure(&self) -> Option<Measure<'_>> {
+        let v = self.observed_value.as_f64()?;
+        let comp = self.component.as_str();
+        Some(match self.measurement.as_str() {
+            "age" => Measure::HeartbeatAge {
+                path: comp.strip_prefix("heartbeat:")?,
+                seconds: v,
+            },
+            "utilization" if comp == "memory" => Measure::MemoryUsed { percent: v },
+            "utilization" => Measure::DiskUsed {
+                path: comp.strip_prefix("disk:")?,
+                percent: v,
+            },
+            "inodes" => Measure::DiskInodes {
+                path: comp.strip_prefix("disk:")?,
+                percent: v,
+            },
+            _ => return None,
+        })
+    }
+
     /// The observed value for a person: "81.25 percent", "active", "-".
     pub fn display_value(&self) -> String {
         match (&self.observed_value, &self.observed_unit) {

@@ -18,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::checks::Status;
+use crate::checks::{Measure, Status};
 use crate::snapshot::Snapshot;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -153,35 +153,31 @@ pub fn render(snap: Option<&Snapshot>) -> String {
         check_duration
             .get_or_create(&vec![("check", c.key.clone())])
             .set(c.duration_us as f64 / 1e6);
-        let Some(v) = c.observed_value.as_f64() else {
-            continue;
-        };
-        match (c.component.as_str(), c.measurement.as_str()) {
-            (comp, "age") => {
-                if let Some(path) = comp.strip_prefix("heartbeat:") {
-                    heartbeat_age
-                        .get_or_create(&vec![("path", path.to_string())])
-                        .set(v);
-                }
+        match c.measure() {
+            Some(Measure::HeartbeatAge { path, seconds }) => {
+                heartbeat_age
+                    .get_or_create(&vec![("path", path.to_string())])
+                    .set(seconds);
             }
-            (comp, m @ ("utilization" | "inodes")) if comp.starts_with("disk:") => {
-                let path = vec![("path", comp["disk:".len()..].to_string())];
-                let f = if m == "utilization" {
-                    &disk_used
-                } else {
-                    &disk_inodes
-                };
-                f.get_or_create(&path).set(v / 100.0);
+            Some(Measure::DiskUsed { path, percent }) => {
+                disk_used
+                    .get_or_create(&vec![("path", path.to_string())])
+                    .set(percent / 100.0);
             }
-            ("memory", "utilization") => {
+            Some(Measure::DiskInodes { path, percent }) => {
+                disk_inodes
+                    .get_or_create(&vec![("path", path.to_string())])
+                    .set(percent / 100.0);
+            }
+            Some(Measure::MemoryUsed { percent }) => {
                 gauge(
                     &mut reg,
                     "unitwatch_memory_used_ratio",
                     "Share of the system's memory not available (1 - MemAvailable/MemTotal)",
                 )
-                .set(v / 100.0);
+                .set(percent / 100.0);
             }
-            _ => {}
+            None => {}
         }
     }
 

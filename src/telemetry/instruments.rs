@@ -1,0 +1,202 @@
+//! The exported metrics: the health model of `/metrics`, read from the
+//! latest status snapshot when the export collects. Names follow what
+//! Azure users of the seed know (`health.*`) plus `unitwatch.*` for the
+//! rest; units are UCUM; no metric has more than two attributes (Azure
+//! allows ten dimensions).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use opentelemetry::metrics::{AsyncInstrument, Meter};
+use opentelemetry::KeyValue;
+
+use crate::checks::{Measure, Status};
+use crate::snapshot::Snapshot;
+
+use super::Shared;
+
+/// (name, unit, description) of every exported metric, for the README
+/// and the tests.
+pub const METRICS: &[(&str, &str, &str)] = &[
+    ("health.service_active", "1", "1 while the watched unit is active, else 0 (attribute unit)"),
+    ("health.crash_count", "{crash}", "failures of the unit that led to a restart, by unitwatch or by systemd's Restart= (counter)"),
+    ("health.disk_usage", "%", "space used on the filesystem, as df counts it (attribute path)"),
+    ("health.disk_inode_usage", "%", "inodes used on the filesystem (attribute path)"),
+    ("health.memory_usage", "%", "the system's memory not available (1 - MemAvailable/MemTotal)"),
+    ("health.heartbeat_age", "s", "time since the heartbeat file was last modified (attribute path)"),
+    ("unitwatch.unit.restarts", "{restart}", "restarts done by unitwatch (counter)"),
+    ("unitwatch.unit.systemd_restarts", "{restart}", "restarts done by systemd's Restart=, as seen (counter)"),
+    ("unitwatch.unit.backoff_delay", "s", "the wait before unitwatch's next restart of the unit"),
+    ("unitwatch.unit.restart_limited", "1", "1 while max_restarts_per_hour holds restarts back"),
+    ("unitwatch.unit.memory", "By", "the unit's MemoryCurrent, for units with memory thresholds"),
+    ("unitwatch.check.status", "1", "each check: 0 pass, 1 warn, 2 fail (attribute check)"),
+    ("unitwatch.health.status", "1", "overall: 0 pass, 1 warn, 2 fail"),
+    ("unitwatch.telemetry.dropped", "{event}", "events dropped, oldest first, while the export queue was full (counter)"),
+];
+
+fn status_value(s: Status) -> f64 {
+    match s {
+        Status::Pass => 0.0,
+        Status::Warn => 1.0,
+        Status::Fail => 2.0,
+    }
+}
+
+fn unit_attr(name: &str) -> [KeyValue; 1] {
+    [KeyValue::new("unit", name.to_string())]
+}
+
+/// Keeps the callbacks registered for as long as it lives.
+pub struct Instruments {
+    _gauges: Vec<opentelemetry::metrics::ObservableGauge<f64>>,
+    _counters: Vec<opentelemetry::metrics::ObservableCounter<u64>>,
+}
+
+type GaugeFn = fn(&Snapshot, &dyn AsyncInstrument<f64>);
+type CounterFn = fn(&Snapshot, &dyn AsyncInstrument<u64>);
+
+fn describe(name: &str) -> (&'static str, &'static str) {
+    let (_, unit, desc) = METRICS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .expect("every instrument is listed in METRICS");
+    (unit, desc)
+}
+
+pub fn register(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
+    let gauges: Vec<(&'static str, GaugeFn)> = vec![
+        ("health.service_active", |s, o| {
+            for (name, u) in &s.units {
+                let active = u
+                    .state
+                    .as_ref()
+                    .is_some_and(|st| matches!(st.active_state.as_str(), "active" | "reloading"));
+                o.observe(if active { 1.0 } else { 0.0 }, &unit_attr(name));
+            }
+        }),
+        ("health.disk_usage", |s, o| {
+            for c in &s.checks {
+                if let Some(Measure::DiskUsed { path, percent }) = c.measure() {
+                    o.observe(percent, &[KeyValue::new("path", path.to_string())]);
+                }
+            }
+        }),
+        ("health.disk_inode_usage", |s, o| {
+            for c in &s.checks {
+                if let Some(Measure::DiskInodes { path, percent }) = c.measure() {
+                    o.observe(percent, &[KeyValue::new("path", path.to_string())]);
+                }
+            }
+        }),
+        ("health.memory_usage", |s, o| {
+            for c in &s.checks {
+                if let Some(Measure::MemoryUsed { percent }) = c.measure() {
+                    o.observe(percent, &[]);
+                }
+            }
+        }),
+        ("health.heartbeat_age", |s, o| {
+            for c in &s.checks {
+                if let Some(Measure::HeartbeatAge { path, seconds }) = c.measure() {
+                    o.observe(seconds, &[KeyValue::new("path", path.to_string())]);
+                }
+            }
+        }),
+        ("unitwatch.unit.backoff_delay", |s, o| {
+            for (name, u) in &s.units {
+                o.observe(u.backoff.next_delay_ms as f64 / 1000.0, &unit_attr(name));
+            }
+        }),
+        ("unitwatch.unit.restart_limited", |s, o| {
+            for (name, u) in &s.units {
+                o.observe(if u.backoff.limited { 1.0 } else { 0.0 }, &unit_attr(name));
+            }
+        }),
+        ("unitwatch.unit.memory", |s, o| {
+            for (name, u) in &s.units {
+                if let Some(m) = u.state.as_ref().and_then(|st| st.memory_current) {
+                    o.observe(m as f64, &unit_attr(name));
+                }
+            }
+        }),
+        ("unitwatch.check.status", |s, o| {
+            for c in &s.checks {
+                o.observe(
+                    status_value(c.status),
+                    &[KeyValue::new("check", c.key.clone())],
+                );
+            }
+        }),
+        ("unitwatch.health.status", |s, o| {
+            o.observe(status_value(s.status), &[]);
+        }),
+    ];
+    let counters: Vec<(&'static str, CounterFn)> = vec![
+        ("health.crash_count", |s, o| {
+            for (name, u) in &s.units {
+                o.observe(
+                    u.backoff.restarts_total + u.backoff.systemd_restarts_total,
+                    &unit_attr(name),
+                );
+            }
+        }),
+        ("unitwatch.unit.restarts", |s, o| {
+            for (name, u) in &s.units {
+                o.observe(u.backoff.restarts_total, &unit_attr(name));
+            }
+        }),
+        ("unitwatch.unit.systemd_restarts", |s, o| {
+            for (name, u) in &s.units {
+                o.observe(u.backoff.systemd_restarts_total, &unit_attr(name));
+            }
+        }),
+    ];
+
+    let mut out = Instruments {
+        _gauges: Vec::new(),
+        _counters: Vec::new(),
+    };
+    for (name, f) in gauges {
+        let (unit, desc) = describe(name);
+        let sh = shared.clone();
+        out._gauges.push(
+            meter
+                .f64_observable_gauge(name)
+                .with_unit(unit)
+                .with_description(desc)
+                .with_callback(move |o| {
+                    if let Some(s) = sh.snapshot() {
+                        f(&s, o);
+                    }
+                })
+                .build(),
+        );
+    }
+    for (name, f) in counters {
+        let (unit, desc) = describe(name);
+        let sh = shared.clone();
+        out._counters.push(
+            meter
+                .u64_observable_counter(name)
+                .with_unit(unit)
+                .with_description(desc)
+                .with_callback(move |o| {
+                    if let Some(s) = sh.snapshot() {
+                        f(&s, o);
+                    }
+                })
+                .build(),
+        );
+    }
+    let (unit, desc) = describe("unitwatch.telemetry.dropped");
+    let sh = shared.clone();
+    out._counters.push(
+        meter
+            .u64_observable_counter("unitwatch.telemetry.dropped")
+            .with_unit(unit)
+            .with_description(desc)
+            .with_callback(move |o| o.observe(sh.dropped.load(Ordering::Relaxed), &[]))
+            .build(),
+    );
+    out
+}
