@@ -547,3 +547,49 @@ pub async fn export_once(settings: Settings, snap: Snapshot) -> Result<String, T
         settings.protocol.as_str()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Kind;
+
+    fn shared(queue_size: usize) -> Arc<Shared> {
+        let config = crate::config::Config::parse(
+            &format!("[telemetry]\nqueue_size = {queue_size}\n"),
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let s = Settings::for_config(&config, &|_| None).unwrap();
+        Arc::new(Shared::new(&s, None))
+    }
+
+    fn event(n: usize) -> Event {
+        Event::new(
+            Kind::CheckChanged,
+            EventSeverity::Info,
+            format!("event {n}"),
+        )
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_counts_them() {
+        let sh = shared(3);
+        let sink = Sink(Arc::downgrade(&sh));
+        for n in 0..5 {
+            sink.event(&event(n), SystemTime::now());
+        }
+        let q = sh.queue.lock().unwrap();
+        let kept: Vec<&str> = q.iter().map(|q| q.event.message.as_str()).collect();
+        assert_eq!(kept, ["event 2", "event 3", "event 4"]);
+        assert_eq!(sh.dropped.load(Ordering::Relaxed), 2);
+        assert!(*sh.dropping.lock().unwrap(), "one episode, warned once");
+    }
+
+    #[test]
+    fn a_sink_outliving_its_export_does_nothing() {
+        let sh = shared(3);
+        let sink = Sink(Arc::downgrade(&sh));
+        drop(sh);
+        sink.event(&event(0), SystemTime::now());
+    }
+}

@@ -1,0 +1,492 @@
+//! The OTLP export against a real collector: rotel (`pip install rotel`,
+//! a Rust OpenTelemetry collector) on loopback, printing what it receives.
+//! unitwatchd runs on the host without systemd (unit checks then fail with
+//! "cannot reach systemd", which is itself an exported event); what these
+//! tests claim is OTLP behaviour, not systemd's.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_unitwatchd");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn rotel_agent() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "rotel is not installed (scripts/deps: pip install --pre rotel): {out:?}"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Collector {
+    _proc: Proc,
+    log: PathBuf,
+    grpc: u16,
+    http: u16,
+}
+
+impl Collector {
+    fn start(dir: &Path, grpc: u16, http: u16) -> Collector {
+        let log = dir.join(format!("rotel-{http}.log"));
+        let child = Command::new(rotel_agent())
+            .args(["start", "--otlp-grpc-endpoint"])
+            .arg(format!("127.0.0.1:{grpc}"))
+            .arg("--otlp-http-endpoint")
+            .arg(format!("127.0.0.1:{http}"))
+            .args([
+                "--debug-log",
+                "metrics",
+                "--debug-log",
+                "logs",
+                "--debug-log-verbosity",
+                "detailed",
+                "--exporter",
+                "blackhole",
+            ])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rotel-agent");
+        let c = Collector {
+            _proc: Proc(child),
+            log,
+            grpc,
+            http,
+        };
+        wait_for("rotel listening", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", c.http)).ok()
+        });
+        c
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A metric as rotel printed it: unit and the data points' values and
+/// attributes (the last export that carried it).
+#[derive(Debug, Default)]
+struct Printed {
+    unit: String,
+    points: Vec<(String, f64)>,
+}
+
+fn metrics(out: &str) -> std::collections::HashMap<String, Printed> {
+    let mut all = std::collections::HashMap::new();
+    for block in out.split("Metric #").skip(1) {
+        let field = |p: &str| {
+            block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(p))
+                .map(|v| v.trim().to_string())
+        };
+        let Some(name) = field("-> Name:") else {
+            continue;
+        };
+        let mut m = Printed {
+            unit: field("-> Unit:").unwrap_or_default(),
+            ..Default::default()
+        };
+        let mut attrs = String::new();
+        for l in block.lines().map(str::trim) {
+            if let Some(a) = l.strip_prefix("-> ") {
+                if !a.starts_with("Name:")
+                    && !a.starts_with("Unit:")
+                    && !a.starts_with("Description:")
+                    && !a.starts_with("DataType:")
+                    && !a.starts_with("IsMonotonic")
+                    && !a.starts_with("AggregationTemporality")
+                {
+                    attrs = a.to_string();
+                }
+            } else if let Some(v) = l.strip_prefix("Value: ") {
+                m.points.push((
+                    std::mem::take(&mut attrs),
+                    v.trim().parse().unwrap_or(f64::NAN),
+                ));
+            }
+        }
+        all.insert(name, m);
+    }
+    all
+}
+
+fn resource_attr(out: &str, key: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("-> {key}: Str(")))
+        .map(|v| v.trim_end_matches(')').to_string())
+}
+
+struct Daemon {
+    proc: Proc,
+    stderr: Arc<Mutex<String>>,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, telemetry: &str, env: &[(&str, &str)]) -> Daemon {
+        std::fs::write(dir.join("hb"), "").unwrap();
+        let config = format!(
+            "[daemon]\ninterval = \"1s\"\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\n\
+             [[disk]]\npath = \"/\"\n[memory]\n[[heartbeat]]\npath = \"{d}/hb\"\nmax_age = \"1h\"\n\
+             [telemetry]\ninterval = \"1s\"\n{telemetry}",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("uw.toml"), config).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-c")
+            .arg(dir.join("uw.toml"))
+            .arg("run")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Daemon {
+            proc: Proc(child),
+            stderr,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        std::fs::read(self.dir.join("run/status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn stop(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.proc.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let _ = self.proc.0.wait();
+    }
+}
+
+fn assert_exported(out: &str, heartbeat: &str) {
+    let m = metrics(out);
+    for (name, unit) in [
+        ("health.disk_usage", "%"),
+        ("health.disk_inode_usage", "%"),
+        ("health.memory_usage", "%"),
+        ("health.heartbeat_age", "s"),
+        ("unitwatch.check.status", "1"),
+        ("unitwatch.health.status", "1"),
+        ("unitwatch.telemetry.dropped", "{event}"),
+    ] {
+        let p = m
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not received; got {:?}", m.keys()));
+        assert_eq!(p.unit, unit, "{name}");
+        assert!(!p.points.is_empty(), "{name} has no data point");
+    }
+    // Values: what the checks measured, in the units named.
+    let disk = &m["health.disk_usage"].points[0];
+    assert_eq!(disk.0, "path: Str(/)");
+    assert!(disk.1 > 0.0 && disk.1 < 100.0, "{disk:?}");
+    let hb = &m["health.heartbeat_age"].points[0];
+    assert_eq!(hb.0, format!("path: Str({heartbeat})"));
+    assert!(hb.1 >= 0.0 && hb.1 < 60.0, "heartbeat age {hb:?}");
+    let mem = m["health.memory_usage"].points[0].1;
+    assert!(mem > 0.0 && mem < 100.0, "{mem}");
+    // No units are watched, and the other checks pass: overall pass = 0.
+    assert_eq!(m["unitwatch.health.status"].points[0].1, 0.0);
+    // Resource attributes.
+    assert_eq!(
+        resource_attr(out, "service.name").as_deref(),
+        Some("unitwatch")
+    );
+    assert_eq!(
+        resource_attr(out, "service.version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(resource_attr(out, "os.type").as_deref(), Some("linux"));
+    let host = nix::unistd::gethostname().unwrap();
+    assert_eq!(
+        resource_attr(out, "host.name").as_deref(),
+        Some(host.to_str().unwrap())
+    );
+    if let Ok(id) = std::fs::read_to_string("/etc/machine-id") {
+        assert_eq!(resource_attr(out, "host.id").as_deref(), Some(id.trim()));
+    }
+    assert_eq!(
+        resource_attr(out, "deployment.environment").as_deref(),
+        Some("ci")
+    );
+    // Events as log records with severity and attributes.
+    assert!(out.contains("EventName: daemon-started"), "{out}");
+    assert!(out.contains("-> unitwatch.event: Str(daemon-started)"));
+    assert!(out.contains("SeverityNumber: SEVERITY_NUMBER_INFO(9)"));
+    assert!(out.contains("InstrumentationScope unitwatchd"));
+}
+
+#[test]
+fn metrics_and_events_reach_a_real_collector_over_http_and_grpc() {
+    for protocol in ["http/protobuf", "grpc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collector::start(dir.path(), free_port(), free_port());
+        let port = if protocol == "grpc" { c.grpc } else { c.http };
+        let mut d = Daemon::start(
+            dir.path(),
+            &format!("protocol = \"{protocol}\"\nendpoint = \"http://127.0.0.1:{port}\"\n"),
+            &[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci")],
+        );
+        wait_for(
+            &format!("metrics and events over {protocol}"),
+            Duration::from_secs(20),
+            || {
+                let out = c.output();
+                (out.contains("health.heartbeat_age") && out.contains("EventName: daemon-started"))
+                    .then_some(())
+            },
+        );
+        let status = d.status();
+        assert_eq!(status["telemetry"]["protocol"], protocol);
+        d.stop();
+        assert_exported(&c.output(), &dir.path().join("hb").display().to_string());
+        assert!(!d.log().contains("OTLP export to"), "{}", d.log());
+    }
+}
+
+#[test]
+fn a_collector_that_comes_later_gets_the_data_and_failures_are_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let d = Daemon::start(
+        dir.path(),
+        &format!("endpoint = \"http://127.0.0.1:{http}\"\n"),
+        &[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci")],
+    );
+    // No collector: exports fail, the daemon goes on sweeping.
+    let failures = wait_for("failed exports", Duration::from_secs(20), || {
+        let n = d.status()["telemetry"]["export_failures_total"].as_u64()?;
+        (n >= 3).then_some(n)
+    });
+    assert!(failures >= 3);
+    let log = d.log();
+    assert_eq!(
+        log.matches("telemetry: OTLP export").count(),
+        1,
+        "a failing export is logged once: {log}"
+    );
+    assert!(d.status()["telemetry"]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("127.0.0.1:{http}")));
+    let checks_before = d.status()["updated_at"].clone();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_ne!(d.status()["updated_at"], checks_before, "sweeps go on");
+
+    // The collector arrives: metrics and the events queued meanwhile.
+    let c = Collector::start(dir.path(), grpc, http);
+    wait_for(
+        "data after the collector came",
+        Duration::from_secs(30),
+        || {
+            let out = c.output();
+            (out.contains("health.memory_usage") && out.contains("EventName: daemon-started"))
+                .then_some(())
+        },
+    );
+    wait_for("recovery logged", Duration::from_secs(10), || {
+        d.log().contains("works again").then_some(())
+    });
+    let t = &d.status()["telemetry"];
+    assert!(t["last_error"].is_null(), "{t}");
+    assert_eq!(t["dropped_total"], 0);
+}
+
+/// An OTLP/HTTP endpoint that records each request's headers and accepts
+/// it (an empty protobuf body is a valid export response).
+fn header_catcher() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let s = s.clone();
+            std::thread::spawn(move || loop {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                s.lock().unwrap().push(head);
+                conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+                )
+                .unwrap();
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn headers_from_a_file_are_sent_and_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-7f3a9c";
+    std::fs::write(
+        dir.path().join("headers"),
+        format!("# for the collector\nx-api-key = {secret}\n"),
+    )
+    .unwrap();
+    let (port, seen) = header_catcher();
+    let mut d = Daemon::start(
+        dir.path(),
+        &format!(
+            "endpoint = \"http://127.0.0.1:{port}\"\nheaders_file = \"{}\"\n",
+            dir.path().join("headers").display()
+        ),
+        &[],
+    );
+    wait_for("an export with the header", Duration::from_secs(20), || {
+        let s = seen.lock().unwrap();
+        s.iter()
+            .any(|h| {
+                h.starts_with("POST /v1/metrics") && h.contains(&format!("x-api-key: {secret}"))
+            })
+            .then_some(())
+    });
+    d.stop();
+    // Nowhere in what the daemon says: its log, its status snapshot.
+    assert!(!d.log().contains(secret), "{}", d.log());
+    let status = std::fs::read_to_string(dir.path().join("run/status.json")).unwrap();
+    assert!(!status.contains(secret));
+
+    // A broken headers file is refused at start, by path and line, with
+    // no value quoted back.
+    std::fs::write(dir.path().join("headers"), format!("x-api-key {secret}\n")).unwrap();
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(dir.path().join("uw.toml"))
+        .arg("run")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:1:", dir.path().join("headers").display())),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "{err}");
+}
+
+#[test]
+fn check_otlp_reports_whether_the_collector_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), free_port(), free_port());
+    std::fs::write(dir.path().join("hb"), "").unwrap();
+    let config = |port: u16| {
+        format!(
+            "[daemon]\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\n[memory]\n\
+             [telemetry]\nenabled = false\nendpoint = \"http://127.0.0.1:{port}\"\n",
+            d = dir.path().display()
+        )
+    };
+    std::fs::write(dir.path().join("ok.toml"), config(c.http)).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "-c",
+            dir.path().join("ok.toml").to_str().unwrap(),
+            "check",
+            "--otlp",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("accepted"), "{err}");
+    wait_for("the one-shot export", Duration::from_secs(10), || {
+        c.output().contains("health.memory_usage").then_some(())
+    });
+
+    std::fs::write(dir.path().join("down.toml"), config(free_port())).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "-c",
+            dir.path().join("down.toml").to_str().unwrap(),
+            "check",
+            "--otlp",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("failed"), "{err}");
+}
