@@ -68,7 +68,10 @@ fn snapshot(status: &str, updated_at: SystemTime, interval_ms: u64) -> serde_jso
         "units": {"worker.service": {"state": {"load_state": "loaded",
             "active_state": if fail { "failed" } else { "active" }, "sub_state": "running"},
             "restart": true, "backoff": {"attempts": 1, "next_delay_ms": 20000, "restarts_last_hour": 1,
-            "restarts_total": 3, "systemd_restarts_total": 0, "limited": false}}}
+            "restarts_total": 3, "systemd_restarts_total": 0, "limited": false}}},
+        "telemetry": {"protocol": "http/protobuf", "endpoint": "http://127.0.0.1:4318",
+            "exports_total": 12, "export_failures_total": 1, "dropped_total": 0, "queued_events": 0,
+            "last_success_at": t}
     })
 }
 

@@ -58,6 +58,12 @@ fn counter_family(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, 
     f
 }
 
+fn counter(reg: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    reg.register(name, help, c);
+}
+
 fn flag(b: bool) -> f64 {
     if b {
         1.0
@@ -178,6 +184,49 @@ pub fn render(snap: Option<&Snapshot>) -> String {
                 .set(percent / 100.0);
             }
             None => {}
+        }
+    }
+
+    if let Some(t) = &snap.telemetry {
+        counter(
+            &mut reg,
+            "unitwatch_telemetry_exports",
+            "OTLP exports the collector accepted",
+            t.exports_total,
+        );
+        counter(
+            &mut reg,
+            "unitwatch_telemetry_export_failures",
+            "OTLP exports that failed (retried)",
+            t.export_failures_total,
+        );
+        counter(
+            &mut reg,
+            "unitwatch_telemetry_dropped",
+            "Events dropped, oldest first, while the OTLP queue was full",
+            t.dropped_total,
+        );
+        gauge(
+            &mut reg,
+            "unitwatch_telemetry_queued_events",
+            "Events waiting for the OTLP collector",
+        )
+        .set(t.queued_events as f64);
+        if let Some(at) = t
+            .last_success_at
+            .as_deref()
+            .and_then(|a| humantime::parse_rfc3339_weak(a).ok())
+        {
+            gauge(
+                &mut reg,
+                "unitwatch_telemetry_last_success_timestamp_seconds",
+                "When an OTLP export last succeeded, in seconds since the epoch",
+            )
+            .set(
+                at.duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
         }
     }
 
@@ -472,6 +521,32 @@ mod tests {
         );
         assert!(om.ends_with("# EOF\n"));
         has(&om, "# TYPE unitwatch_unit_restarts counter");
+    }
+
+    #[test]
+    fn telemetry_series_only_when_the_export_is_on() {
+        let (_, off) = Exposition::new(Some(&snap())).scrape(false, None);
+        assert!(!off.contains("unitwatch_telemetry"), "{off}");
+        let mut s = snap();
+        s.telemetry = Some(crate::snapshot::TelemetryView {
+            protocol: "grpc".into(),
+            endpoint: "http://127.0.0.1:4317".into(),
+            exports_total: 7,
+            export_failures_total: 2,
+            dropped_total: 3,
+            queued_events: 5,
+            last_success_at: Some("2026-11-23T10:00:00.000Z".into()),
+            last_error: None,
+        });
+        let (_, t) = Exposition::new(Some(&s)).scrape(false, None);
+        has(&t, "unitwatch_telemetry_exports_total 7");
+        has(&t, "unitwatch_telemetry_export_failures_total 2");
+        has(&t, "unitwatch_telemetry_dropped_total 3");
+        has(&t, "unitwatch_telemetry_queued_events 5.0");
+        has(
+            &t,
+            "unitwatch_telemetry_last_success_timestamp_seconds 1795428000.0",
+        );
     }
 
     #[test]
