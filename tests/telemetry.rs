@@ -4,6 +4,8 @@
 //! "cannot reach systemd", which is itself an exported event); what these
 //! tests claim is OTLP behaviour, not systemd's.
 
+mod harness;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -489,4 +491,92 @@ fn check_otlp_reports_whether_the_collector_accepted() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(err.contains("failed"), "{err}");
+}
+
+/// In the real systemd, as the shipped service runs: a collector that
+/// accepts connections and never answers does not delay a restart; once a
+/// real collector takes its place, the unit's metrics and the events of
+/// the failure arrive.
+#[test]
+fn a_hung_collector_delays_no_restart_and_unit_metrics_follow() {
+    let sb = harness::Sandbox::boot("telemetry");
+    sb.unit(
+        "worker.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    sb.ok("systemctl start worker");
+    sb.ok("systemd-run --unit=blackhole python3 -c 'import socket\n\
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind((\"127.0.0.1\", 4318)); s.listen(64); held = []\n\
+while True: held.append(s.accept())'");
+    sb.wait_for("the hung collector", Duration::from_secs(10), || {
+        sb.sh("ss -ltn | grep -q 127.0.0.1:4318")
+            .status
+            .success()
+            .then_some(())
+    });
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"1s\"\n[backoff]\ninitial = \"1s\"\n\
+         [[unit]]\nname = \"worker.service\"\n\
+         [telemetry]\ninterval = \"1s\"\ntimeout = \"10s\"\n",
+        "",
+    );
+    sb.wait_active("unitwatch.service", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2)); // exports now hang
+    let killed = Instant::now();
+    sb.kill_main("worker.service");
+    sb.wait_for("the restart", Duration::from_secs(8), || {
+        (sb.journal("UNITWATCH_EVENT=unit-restarted").len() == 1).then_some(())
+    });
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "restart after {took:?} with a hung collector (backoff 1 s)"
+    );
+    let t = sb.status_json()["telemetry"].clone();
+    assert_eq!(t["exports_total"], 0, "{t}");
+
+    // A real collector in its place.
+    sb.ok("systemctl stop blackhole");
+    let rotel = rotel_agent();
+    sb.ok(&format!(
+        "systemd-run --unit=rotel -p StandardOutput=file:/var/log/rotel.log {} start \
+         --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4318 \
+         --debug-log metrics --debug-log logs --debug-log-verbosity detailed --exporter blackhole",
+        rotel.display()
+    ));
+    let out = sb.wait_for("unit metrics and events", Duration::from_secs(90), || {
+        let out = sb.read("/var/log/rotel.log")?;
+        (out.contains("health.service_active")
+            && out.contains("EventName: unit-restarted")
+            && out.contains("EventName: unit-failed"))
+        .then_some(out)
+    });
+    let m = metrics(&out);
+    let active = &m["health.service_active"];
+    assert_eq!(active.unit, "1");
+    assert_eq!(
+        active.points,
+        vec![("unit: Str(worker.service)".to_string(), 1.0)]
+    );
+    assert_eq!(m["health.crash_count"].unit, "{crash}");
+    assert_eq!(
+        m["health.crash_count"].points,
+        vec![("unit: Str(worker.service)".to_string(), 1.0)]
+    );
+    assert_eq!(
+        m["unitwatch.unit.restarts"].points,
+        vec![("unit: Str(worker.service)".to_string(), 1.0)]
+    );
+    assert_eq!(m["unitwatch.unit.backoff_delay"].unit, "s");
+    assert!(
+        out.contains("-> unitwatch.unit: Str(worker.service)"),
+        "{out}"
+    );
+    assert!(out.contains("SeverityText: critical") || out.contains("SeverityText: error"));
+    sb.wait_for("recovery in the snapshot", Duration::from_secs(30), || {
+        sb.status_json()["telemetry"]["last_error"]
+            .is_null()
+            .then_some(())
+    });
 }
