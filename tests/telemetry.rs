@@ -165,15 +165,26 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path, telemetry: &str, env: &[(&str, &str)]) -> Daemon {
+    /// Writes `dir`/uw.toml: disk, memory and heartbeat checks, sweeps and
+    /// exports every second.
+    fn write_config(dir: &Path, daemon_extra: &str, telemetry: &str) {
         std::fs::write(dir.join("hb"), "").unwrap();
         let config = format!(
-            "[daemon]\ninterval = \"1s\"\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\n\
+            "[daemon]\ninterval = \"1s\"\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\n{daemon_extra}\n\
              [[disk]]\npath = \"/\"\n[memory]\n[[heartbeat]]\npath = \"{d}/hb\"\nmax_age = \"1h\"\n\
              [telemetry]\ninterval = \"1s\"\n{telemetry}",
             d = dir.display()
         );
         std::fs::write(dir.join("uw.toml"), config).unwrap();
+    }
+
+    fn start(dir: &Path, telemetry: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::write_config(dir, "", telemetry);
+        Daemon::run(dir, env)
+    }
+
+    /// Runs `unitwatchd run` on `dir`/uw.toml, its stderr collected.
+    fn run(dir: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(BIN);
         cmd.arg("-c")
             .arg(dir.join("uw.toml"))
@@ -357,9 +368,12 @@ fn a_collector_that_comes_later_gets_the_data_and_failures_are_logged_once() {
     assert_eq!(t["dropped_total"], 0);
 }
 
-/// An OTLP/HTTP endpoint that records each request's headers and accepts
-/// it (an empty protobuf body is a valid export response).
-fn header_catcher() -> (u16, Arc<Mutex<Vec<String>>>) {
+/// A tiny HTTP/1.1 server on loopback: records each request's head and
+/// answers with what `respond` makes of it (status line, content type,
+/// body).
+type Respond = fn(&str) -> (&'static str, &'static str, String);
+
+fn stub_server(respond: Respond) -> (u16, Arc<Mutex<Vec<String>>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -387,15 +401,25 @@ fn header_catcher() -> (u16, Arc<Mutex<Vec<String>>>) {
                 }
                 let mut body = vec![0; len];
                 r.read_exact(&mut body).unwrap();
+                let (status, ctype, out) = respond(&head);
                 s.lock().unwrap().push(head);
-                conn.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
-                )
-                .unwrap();
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n{out}",
+                    out.len()
+                );
+                if conn.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
             });
         }
     });
     (port, seen)
+}
+
+/// An OTLP/HTTP endpoint that accepts every export (an empty protobuf
+/// body is a valid response) and records the headers.
+fn header_catcher() -> (u16, Arc<Mutex<Vec<String>>>) {
+    stub_server(|_| ("200 OK", "application/x-protobuf", String::new()))
 }
 
 #[test]
@@ -579,4 +603,89 @@ while True: held.append(s.accept())'");
             .is_null()
             .then_some(())
     });
+}
+
+/// Azure's IMDS as a stub: the compute document, only with `Metadata: true`.
+fn imds_stub() -> (u16, Arc<Mutex<Vec<String>>>) {
+    stub_server(|head| {
+        if !head.to_ascii_lowercase().contains("metadata: true") {
+            return (
+                "400 Bad Request",
+                "text/plain",
+                "Metadata header required".into(),
+            );
+        }
+        if !head.starts_with("GET /metadata/instance/compute?api-version=") {
+            return ("404 Not Found", "text/plain", String::new());
+        }
+        (
+            "200 OK",
+            "application/json",
+            r#"{"location":"westeurope","name":"bot-vm-1","vmId":"5c08b38e-4d57-4c23-ac45-aca61037f084",
+               "vmSize":"Standard_B2s","resourceGroupName":"bots","subscriptionId":"0f5c4f3e",
+               "resourceId":"/subscriptions/0f5c4f3e/resourceGroups/bots/providers/Microsoft.Compute/virtualMachines/bot-vm-1",
+               "vmScaleSetName":"","osType":"Linux"}"#
+                .into(),
+        )
+    })
+}
+
+#[test]
+fn on_azure_the_resource_carries_imds_attributes_and_off_azure_imds_is_never_asked() {
+    for azure in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let dmi = dir.path().join("sys/class/dmi/id");
+        std::fs::create_dir_all(&dmi).unwrap();
+        let tag = if azure {
+            unitwatch::telemetry::resource::AZURE_ASSET_TAG
+        } else {
+            "No Asset Tag"
+        };
+        std::fs::write(dmi.join("chassis_asset_tag"), format!("{tag}\n")).unwrap();
+        let (imds, asked) = imds_stub();
+        let c = Collector::start(dir.path(), free_port(), free_port());
+        Daemon::write_config(
+            dir.path(),
+            &format!("sys_dir = \"{}\"", dir.path().join("sys").display()),
+            &format!(
+                "endpoint = \"http://127.0.0.1:{}\"\nimds_endpoint = \"http://127.0.0.1:{imds}\"\n",
+                c.http
+            ),
+        );
+        let d = Daemon::run(dir.path(), &[]);
+        let out = wait_for("metrics", Duration::from_secs(20), || {
+            let out = c.output();
+            out.contains("health.memory_usage").then_some(out)
+        });
+        drop(d);
+        if azure {
+            assert_eq!(
+                resource_attr(&out, "cloud.provider").as_deref(),
+                Some("azure")
+            );
+            assert_eq!(
+                resource_attr(&out, "cloud.platform").as_deref(),
+                Some("azure_vm")
+            );
+            assert_eq!(
+                resource_attr(&out, "cloud.region").as_deref(),
+                Some("westeurope")
+            );
+            assert_eq!(
+                resource_attr(&out, "host.type").as_deref(),
+                Some("Standard_B2s")
+            );
+            assert_eq!(
+                resource_attr(&out, "azure.vm.name").as_deref(),
+                Some("bot-vm-1")
+            );
+            assert_eq!(asked.lock().unwrap().len(), 1, "IMDS is asked once");
+        } else {
+            assert_eq!(resource_attr(&out, "cloud.provider"), None);
+            assert!(
+                asked.lock().unwrap().is_empty(),
+                "off Azure, IMDS is never asked"
+            );
+        }
+    }
 }
