@@ -363,8 +363,12 @@ fn a_collector_that_comes_later_gets_the_data_and_failures_are_logged_once() {
     wait_for("recovery logged", Duration::from_secs(10), || {
         d.log().contains("works again").then_some(())
     });
-    let t = &d.status()["telemetry"];
-    assert!(t["last_error"].is_null(), "{t}");
+    // status.json follows at the next sweep.
+    let t = wait_for("the snapshot to show the recovery", Duration::from_secs(10), || {
+        let t = d.status()["telemetry"].clone();
+        t["last_error"].is_null().then_some(t)
+    });
+    assert!(t["exports_total"].as_u64().unwrap() >= 1, "{t}");
     assert_eq!(t["dropped_total"], 0);
 }
 
