@@ -57,13 +57,24 @@ fn realtime_us() -> u64 {
         .as_micros() as u64
 }
 
-fn latency_and_overhead() {
+/// The `[telemetry]` of the runs with export on: a real collector (rotel,
+/// in the sandbox) every 10 s, six times the default rate.
+const TELEMETRY: &str = "[telemetry]\ninterval = \"10s\"\n";
+
+/// Detection latency, and where the restart overhead goes; with
+/// `telemetry` the OTLP export runs to a collector meanwhile. Returns the
+/// detection median and p99.
+fn latency_and_overhead(telemetry: bool) -> (f64, f64) {
     let sb = boot_with_units("bench-latency");
     let delay_ms = 100.0;
+    if telemetry {
+        sb.start_rotel();
+    }
     sb.start_unitwatch(
-        &units_config(
-            "[backoff]\ninitial = \"100ms\"\nfactor = 1.0\nmax = \"100ms\"\nmax_restarts_per_hour = 1000",
-        ),
+        &units_config(&format!(
+            "[backoff]\ninitial = \"100ms\"\nfactor = 1.0\nmax = \"100ms\"\nmax_restarts_per_hour = 1000\n{}",
+            if telemetry { TELEMETRY } else { "" }
+        )),
         "",
     );
     let kills = 50;
@@ -115,11 +126,14 @@ fn latency_and_overhead() {
         uw_share.push(issued.saturating_sub(exited) as f64 / 1000.0 - delay_ms);
         sd_share.push(active.saturating_sub(issued) as f64 / 1000.0);
     }
-    println!("\n== detection and restart ({UNITS} units watched, {kills} kills, initial = 100ms)");
-    let (med, p99, _) = summarize("detection: kill -> unit-failed journal entry", detect);
+    println!(
+        "\n== detection and restart ({UNITS} units watched, {kills} kills, initial = 100ms{})",
+        if telemetry { ", OTLP export on" } else { "" }
+    );
+    let (det_med, det_p99, _) = summarize("detection: kill -> unit-failed journal entry", detect);
     println!(
         "   targets: median <= 10 ms, p99 <= 50 ms: {}",
-        verdict(med <= 10.0 && p99 <= 50.0)
+        verdict(det_med <= 10.0 && det_p99 <= 50.0)
     );
     let (med, _, _) = summarize("restart overhead: kill -> active, minus 100ms", overhead);
     println!("   target: median <= 20 ms: {}", verdict(med <= 20.0));
@@ -136,6 +150,14 @@ fn latency_and_overhead() {
     println!(
         "   for scale: monit at its 1 s cycle brings a killed service back after ~530 ms median"
     );
+    if telemetry {
+        let t = &sb.status_json()["telemetry"];
+        println!(
+            "   OTLP meanwhile: {} exports accepted, {} failed",
+            t["exports_total"], t["export_failures_total"]
+        );
+    }
+    (det_med, det_p99)
 }
 
 /// CLOCK_MONOTONIC (µs) at which journald got systemd's "Main process
@@ -167,9 +189,29 @@ fn status_kb(sb: &Sandbox, pid: &str, key: &str) -> u64 {
         .unwrap()
 }
 
-fn footprint() {
+/// How the export is set up for a footprint run.
+#[derive(Clone, Copy, PartialEq)]
+enum Export {
+    Off,
+    /// To a real collector.
+    On,
+    /// To a port nobody listens on: every export fails, events queue.
+    CollectorDown,
+}
+
+/// RSS and CPU of the daemon over UNITWATCH_BENCH_SECS (default 60 s).
+/// Returns RSS in kB.
+fn footprint(export: Export) -> u64 {
     let sb = boot_with_units("bench-footprint");
-    sb.start_unitwatch(&units_config(""), "");
+    let telemetry = match export {
+        Export::Off => String::new(),
+        Export::On => {
+            sb.start_rotel();
+            TELEMETRY.to_string()
+        }
+        Export::CollectorDown => format!("{TELEMETRY}endpoint = \"http://127.0.0.1:9\"\n"),
+    };
+    sb.start_unitwatch(&units_config(&telemetry), "");
     let pid = sb.prop("unitwatch", "MainPID");
     let secs = std::env::var("UNITWATCH_BENCH_SECS")
         .ok()
@@ -179,7 +221,19 @@ fn footprint() {
     std::thread::sleep(Duration::from_secs(2));
     let ticks0 = cpu_ticks(&sb, &pid);
     let ns0: u64 = sb.prop("unitwatch", "CPUUsageNSec").parse().unwrap_or(0);
-    std::thread::sleep(Duration::from_secs(secs));
+    if export == Export::CollectorDown {
+        // Events while the collector is away: a unit killed every second
+        // (failed, restart scheduled, restarted, recovered ...).
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut i = 0;
+        while std::time::Instant::now() < end {
+            sb.kill_main(&format!("bench@{}.service", i % UNITS + 1));
+            i += 1;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    } else {
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     let ticks1 = cpu_ticks(&sb, &pid);
     let ns1: u64 = sb.prop("unitwatch", "CPUUsageNSec").parse().unwrap_or(0);
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
@@ -192,18 +246,35 @@ fn footprint() {
     };
     let rss = status_kb(&sb, &pid, "VmRSS:");
     let hwm = status_kb(&sb, &pid, "VmHWM:");
-    let sweeps = sb.status_json()["checks"].as_array().unwrap().len();
-    println!("\n== footprint ({UNITS} units, interval = 1s, {secs} s, {sweeps} checks per sweep)");
+    let snap = sb.status_json();
+    let sweeps = snap["checks"].as_array().unwrap().len();
+    let what = match export {
+        Export::Off => "OTLP export off",
+        Export::On => "OTLP export on, every 10 s",
+        Export::CollectorDown => "OTLP export on, collector down, a unit killed every second",
+    };
+    println!(
+        "\n== footprint ({UNITS} units, interval = 1s, {secs} s, {sweeps} checks per sweep, {what})"
+    );
     println!(
         "RSS {:.1} MB (peak {:.1} MB); CPU {cpu_ms:.0} ms in {secs} s = {:.3} % of a core",
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
         cpu_ms / (secs as f64 * 1000.0) * 100.0
     );
-    println!(
-        "   target: below monit on the same job (about 8 MB RSS, 0.15 % of a core): {}",
-        verdict(rss < 8 * 1024 && cpu_ms / (secs as f64 * 1000.0) * 100.0 < 0.15)
-    );
+    if export == Export::Off {
+        println!(
+            "   target: below monit on the same job (about 8 MB RSS, 0.15 % of a core): {}",
+            verdict(rss < 8 * 1024 && cpu_ms / (secs as f64 * 1000.0) * 100.0 < 0.15)
+        );
+    } else {
+        let t = &snap["telemetry"];
+        println!(
+            "   OTLP: {} exports accepted, {} failed, {} events queued, {} dropped",
+            t["exports_total"], t["export_failures_total"], t["queued_events"], t["dropped_total"]
+        );
+    }
+    rss
 }
 
 fn main() {
@@ -211,6 +282,21 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    latency_and_overhead();
-    footprint();
+    let (off_med, _) = latency_and_overhead(false);
+    let (on_med, _) = latency_and_overhead(true);
+    let rss_off = footprint(Export::Off);
+    let rss_on = footprint(Export::On);
+    let rss_down = footprint(Export::CollectorDown);
+    println!("\n== the OTLP export's cost");
+    let extra_mb = |kb: u64| (kb as f64 - rss_off as f64) / 1024.0;
+    println!(
+        "RSS +{:.2} MB with the export on, +{:.2} MB with the collector down; target < 1 MB: {}",
+        extra_mb(rss_on),
+        extra_mb(rss_down),
+        verdict(extra_mb(rss_on) < 1.0 && extra_mb(rss_down) < 1.0)
+    );
+    println!(
+        "detection median {off_med:.2} ms off, {on_med:.2} ms on; target: no measurable change (within 1 ms): {}",
+        verdict(on_med <= off_med + 1.0)
+    );
 }

@@ -9,7 +9,9 @@
 # split by VM (cloud_RoleInstance) and unit, so one alert names the machine
 # and the service. The metric names are those of unitwatch's OTLP export:
 # health.service_active (1 active, 0 not), health.crash_count (failures
-# seen, counter), health.disk_usage and health.memory_usage (%).
+# seen, counter), health.disk_usage and health.memory_usage (%); events
+# land in traces with unitwatch.event, unitwatch.unit and
+# unitwatch.severity in customDimensions.
 set -euo pipefail
 
 RG=${RG:?set RG, the resource group}
@@ -58,6 +60,14 @@ rule unitwatch-memory-high 2 15m 15m \
      | where name == "health.memory_usage"
      | summarize used = max(value) by vm = cloud_RoleInstance
      | where used > 95'
+
+# unitwatch gave up on a unit (its events arrive as log records in
+# traces, their attributes in customDimensions).
+rule unitwatch-restart-limit 0 5m 5m \
+    "unitwatch reached max_restarts_per_hour for a unit and stopped restarting it" \
+    'traces
+     | where customDimensions["unitwatch.event"] == "restart-limit"
+     | project timestamp, vm = cloud_RoleInstance, unit = tostring(customDimensions["unitwatch.unit"]), message'
 
 # The supervisor itself: a VM that reported in the last day and has been
 # silent for 10 minutes (unitwatch, the collector or the VM is down).

@@ -72,6 +72,12 @@ if [ -n "${APPLICATIONINSIGHTS_CONNECTION_STRING:-}" ]; then
     printf 'APPLICATIONINSIGHTS_CONNECTION_STRING=%s\n' "$APPLICATIONINSIGHTS_CONNECTION_STRING" |
         ssh "${ssh_opts[@]}" "$ADMIN@$ip" \
             'sudo tee -a /etc/otelcol-contrib/otelcol-contrib.conf >/dev/null && sudo systemctl restart otelcol-contrib && systemctl is-active otelcol-contrib'
+    # Turn unitwatch's export on (to the collector's default 127.0.0.1:4318).
+    ssh "${ssh_opts[@]}" "$ADMIN@$ip" \
+        'grep -q "^\[telemetry\]" /etc/unitwatch/unitwatch.toml ||
+         printf "\n[telemetry]\n" | sudo tee -a /etc/unitwatch/unitwatch.toml >/dev/null
+         sudo unitwatchd config check && sudo systemctl reload unitwatch &&
+         sudo unitwatchd check --otlp >/dev/null'
 fi
 
 cat <<TXT

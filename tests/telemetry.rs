@@ -23,21 +23,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn rotel_agent() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "rotel is not installed (scripts/deps: pip install --pre rotel): {out:?}"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// A child process killed when the test ends, pass or fail.
 struct Proc(Child);
 impl Drop for Proc {
@@ -57,7 +42,7 @@ struct Collector {
 impl Collector {
     fn start(dir: &Path, grpc: u16, http: u16) -> Collector {
         let log = dir.join(format!("rotel-{http}.log"));
-        let child = Command::new(rotel_agent())
+        let child = Command::new(harness::rotel_agent())
             .args(["start", "--otlp-grpc-endpoint"])
             .arg(format!("127.0.0.1:{grpc}"))
             .arg("--otlp-http-endpoint")
@@ -566,13 +551,7 @@ while True: held.append(s.accept())'");
 
     // A real collector in its place.
     sb.ok("systemctl stop blackhole");
-    let rotel = rotel_agent();
-    sb.ok(&format!(
-        "systemd-run --unit=rotel -p StandardOutput=file:/var/log/rotel.log {} start \
-         --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4318 \
-         --debug-log metrics --debug-log logs --debug-log-verbosity detailed --exporter blackhole",
-        rotel.display()
-    ));
+    sb.start_rotel();
     let out = sb.wait_for("unit metrics and events", Duration::from_secs(90), || {
         let out = sb.read("/var/log/rotel.log")?;
         (out.contains("health.service_active")

@@ -46,6 +46,23 @@ fn bind_mounts() -> Vec<String> {
     vec![format!("{}:{BIN_DIR}", dir.display())]
 }
 
+/// rotel-agent, the OTLP collector the telemetry tests and the benchmark
+/// run (`pip install --pre rotel`; the binary sits inside the package).
+pub fn rotel_agent() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "rotel is not installed (scripts/deps: pip install --pre rotel): {out:?}"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// A built binary, as the sandbox and its services see it.
 pub fn bin(name: &str) -> PathBuf {
     Path::new(BIN_DIR).join(name)
@@ -183,6 +200,23 @@ impl Sandbox {
     pub fn unit(&self, name: &str, body: &str) {
         self.write(&format!("/etc/systemd/system/{name}"), body);
         self.ok("systemctl daemon-reload");
+    }
+
+    /// Runs rotel as the transient unit `rotel` on 127.0.0.1:4317 (gRPC)
+    /// and :4318 (HTTP), printing what it receives to /var/log/rotel.log.
+    pub fn start_rotel(&self) {
+        self.ok(&format!(
+            "systemd-run --unit=rotel -p StandardOutput=file:/var/log/rotel.log {} start \
+             --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4318 \
+             --debug-log metrics --debug-log logs --debug-log-verbosity detailed --exporter blackhole",
+            rotel_agent().display()
+        ));
+        self.wait_for("rotel listening", Duration::from_secs(10), || {
+            self.sh("ss -ltn | grep -q 127.0.0.1:4318")
+                .status
+                .success()
+                .then_some(())
+        });
     }
 
     /// Installs unitwatch.service from `systemd/` (its ExecStart pointed at
