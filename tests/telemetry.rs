@@ -349,10 +349,14 @@ fn a_collector_that_comes_later_gets_the_data_and_failures_are_logged_once() {
         d.log().contains("works again").then_some(())
     });
     // status.json follows at the next sweep.
-    let t = wait_for("the snapshot to show the recovery", Duration::from_secs(10), || {
-        let t = d.status()["telemetry"].clone();
-        t["last_error"].is_null().then_some(t)
-    });
+    let t = wait_for(
+        "the snapshot to show the recovery",
+        Duration::from_secs(10),
+        || {
+            let t = d.status()["telemetry"].clone();
+            t["last_error"].is_null().then_some(t)
+        },
+    );
     assert!(t["exports_total"].as_u64().unwrap() >= 1, "{t}");
     assert_eq!(t["dropped_total"], 0);
 }

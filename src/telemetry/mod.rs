@@ -204,22 +204,42 @@ impl Pipeline_ {
     ) -> Result<Self, TelemetryError> {
         let s = &settings;
         let (metrics, mut logs) = match s.protocol {
-            OtlpProtocol::HttpProtobuf => (
-                opentelemetry_otlp::MetricExporter::builder()
+            OtlpProtocol::HttpProtobuf => {
+                let metrics = opentelemetry_otlp::MetricExporter::builder()
                     .with_http()
                     .with_endpoint(&s.metrics_url)
                     .with_timeout(s.timeout)
-                    .with_headers(s.headers.0.clone())
-                    .build()
-                    .map_err(|e| exporter_error("metrics", &s.metrics_url, e))?,
-                opentelemetry_otlp::LogExporter::builder()
+                    .with_headers(s.headers.0.clone());
+                let logs = opentelemetry_otlp::LogExporter::builder()
                     .with_http()
                     .with_endpoint(&s.logs_url)
                     .with_timeout(s.timeout)
-                    .with_headers(s.headers.0.clone())
-                    .build()
-                    .map_err(|e| exporter_error("logs", &s.logs_url, e))?,
-            ),
+                    .with_headers(s.headers.0.clone());
+                // Plain http:// (a collector on the VM): hyper alone, no TLS
+                // stack or root certificates in memory. https:// gets reqwest.
+                let plain = |url: &str| {
+                    url.starts_with("http://").then(|| {
+                        opentelemetry_http::hyper::HyperClient::with_default_connector(
+                            s.timeout, None,
+                        )
+                    })
+                };
+                let metrics = match plain(&s.metrics_url) {
+                    Some(c) => metrics.with_http_client(c),
+                    None => metrics,
+                };
+                let logs = match plain(&s.logs_url) {
+                    Some(c) => logs.with_http_client(c),
+                    None => logs,
+                };
+                (
+                    metrics
+                        .build()
+                        .map_err(|e| exporter_error("metrics", &s.metrics_url, e))?,
+                    logs.build()
+                        .map_err(|e| exporter_error("logs", &s.logs_url, e))?,
+                )
+            }
             OtlpProtocol::Grpc => {
                 // Names and values were checked when the file was read.
                 let metadata = || {
