@@ -25,7 +25,6 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("health.memory_usage", "%", "the system's memory not available (1 - MemAvailable/MemTotal)"),
     ("health.heartbeat_age", "s", "time since the heartbeat file was last modified (attribute path)"),
     ("unitwatch.unit.restarts", "{restart}", "restarts done by unitwatch (counter)"),
-    ("unitwatch.unit.systemd_restarts", "{restart}", "restarts done by systemd's Restart=, as seen (counter)"),
     ("unitwatch.unit.backoff_delay", "s", "the wait before unitwatch's next restart of the unit"),
     ("unitwatch.unit.restart_limited", "1", "1 while max_restarts_per_hour holds restarts back"),
     ("unitwatch.unit.memory", "By", "the unit's MemoryCurrent, for units with memory thresholds"),
@@ -143,11 +142,6 @@ pub fn register(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
         ("unitwatch.unit.restarts", |s, o| {
             for (name, u) in &s.units {
                 o.observe(u.backoff.restarts_total, &unit_attr(name));
-            }
-        }),
-        ("unitwatch.unit.systemd_restarts", |s, o| {
-            for (name, u) in &s.units {
-                o.observe(u.backoff.systemd_restarts_total, &unit_attr(name));
             }
         }),
     ];

@@ -215,22 +215,24 @@ impl Pipeline_ {
                     .with_endpoint(&s.logs_url)
                     .with_timeout(s.timeout)
                     .with_headers(s.headers.0.clone());
-                // Plain http:// (a collector on the VM): hyper alone, no TLS
-                // stack or root certificates in memory. https:// gets reqwest.
-                let plain = |url: &str| {
-                    url.starts_with("http://").then(|| {
-                        opentelemetry_http::hyper::HyperClient::with_default_connector(
-                            s.timeout, None,
-                        )
-                    })
-                };
-                let metrics = match plain(&s.metrics_url) {
-                    Some(c) => metrics.with_http_client(c),
-                    None => metrics,
-                };
-                let logs = match plain(&s.logs_url) {
-                    Some(c) => logs.with_http_client(c),
-                    None => logs,
+                // Plain http:// (a collector on the VM): one hyper client for
+                // both signals, no TLS stack or root certificates in memory.
+                // https:// gets reqwest.
+                let plain: Option<Arc<dyn opentelemetry_http::HttpClient>> =
+                    (s.metrics_url.starts_with("http://") && s.logs_url.starts_with("http://"))
+                        .then(|| {
+                            Arc::new(
+                                opentelemetry_http::hyper::HyperClient::with_default_connector(
+                                    s.timeout, None,
+                                ),
+                            ) as Arc<dyn opentelemetry_http::HttpClient>
+                        });
+                let (metrics, logs) = match plain {
+                    Some(c) => (
+                        metrics.with_shared_http_client(c.clone()),
+                        logs.with_shared_http_client(c),
+                    ),
+                    None => (metrics, logs),
                 };
                 (
                     metrics
