@@ -278,6 +278,21 @@ impl Default for HttpConfig {
     }
 }
 
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            enabled: default_true(),
+            endpoint: None,
+            protocol: None,
+            interval: default_telemetry_interval(),
+            timeout: None,
+            headers_file: None,
+            queue_size: default_queue_size(),
+            imds_endpoint: default_imds_endpoint(),
+        }
+    }
+}
+
 impl Default for BackoffConfig {
     fn default() -> Self {
         BackoffConfig {
@@ -849,6 +864,12 @@ crit_percent = 95
         );
         assert_eq!(c.disks[0].inode_crit(), 90.0);
         assert_eq!(c.memory.unwrap().crit_percent, 95.0);
+    }
+
+    #[test]
+    fn empty_telemetry_table_is_the_default() {
+        let c = parse("[telemetry]\n").unwrap();
+        assert_eq!(c.telemetry, Some(TelemetryConfig::default()));
     }
 
     #[test]

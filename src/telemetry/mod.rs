@@ -16,7 +16,7 @@ pub mod settings;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -87,7 +87,7 @@ pub struct Shared {
     dropped: AtomicU64,
     next_seq: AtomicU64,
     /// Set while an overflow episode is under way (one warning each).
-    dropping: Mutex<bool>,
+    dropping: AtomicBool,
     wake: Notify,
     stop: Notify,
     status: Mutex<TelemetryView>,
@@ -101,7 +101,7 @@ impl Shared {
             queue_size: settings.queue_size,
             dropped: AtomicU64::new(0),
             next_seq: AtomicU64::new(0),
-            dropping: Mutex::new(false),
+            dropping: AtomicBool::new(false),
             wake: Notify::new(),
             stop: Notify::new(),
             status: Mutex::new(TelemetryView {
@@ -133,9 +133,7 @@ impl EventSink for Sink {
             if q.len() >= shared.queue_size {
                 q.pop_front();
                 shared.dropped.fetch_add(1, Ordering::Relaxed);
-                let mut dropping = shared.dropping.lock().unwrap_or_else(|e| e.into_inner());
-                if !*dropping {
-                    *dropping = true;
+                if !shared.dropping.swap(true, Ordering::Relaxed) {
                     log::warn!(
                         "telemetry: {} events wait for the collector; dropping the oldest (counted in unitwatch_telemetry_dropped_total, logged once until the queue drains)",
                         shared.queue_size
@@ -176,7 +174,7 @@ impl MetricReader for SharedReader {
 }
 
 /// Exporters, provider and instruments for one resource.
-struct Pipeline_ {
+struct Exporters {
     settings: Settings,
     reader: SharedReader,
     _provider: SdkMeterProvider,
@@ -196,7 +194,7 @@ fn exporter_error(signal: &'static str, url: &str, e: impl std::fmt::Display) ->
     }
 }
 
-impl Pipeline_ {
+impl Exporters {
     fn new(
         settings: Settings,
         resource: Resource,
@@ -289,7 +287,7 @@ impl Pipeline_ {
         // module queues and exports itself.
         let log_provider = SdkLoggerProvider::builder().with_resource(resource).build();
         let logger = log_provider.logger_with_scope(scope.clone());
-        Ok(Pipeline_ {
+        Ok(Exporters {
             settings,
             reader,
             _provider: provider,
@@ -462,7 +460,7 @@ async fn find_resource(settings: &Settings) -> Resource {
 
 async fn run(settings: Settings, shared: Arc<Shared>) {
     let resource = find_resource(&settings).await;
-    let pipe = match Pipeline_::new(settings.clone(), resource, &shared) {
+    let pipe = match Exporters::new(settings.clone(), resource, &shared) {
         Ok(p) => p,
         Err(e) => {
             log::error!("telemetry: {e}; no telemetry is exported");
@@ -519,14 +517,14 @@ async fn run(settings: Settings, shared: Arc<Shared>) {
 
 /// Exports queued events in batches until the queue is empty or an export
 /// fails (the batch then stays queued). True when nothing failed.
-async fn flush_events(pipe: &Pipeline_, shared: &Shared, settings: &Settings) -> bool {
+async fn flush_events(pipe: &Exporters, shared: &Shared, settings: &Settings) -> bool {
     loop {
         let batch: Vec<Queued> = {
             let q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.iter().take(BATCH).cloned().collect()
         };
         if batch.is_empty() {
-            *shared.dropping.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            shared.dropping.store(false, Ordering::Relaxed);
             return true;
         }
         let r = pipe.export_events(&batch).await;
@@ -550,7 +548,7 @@ async fn flush_events(pipe: &Pipeline_, shared: &Shared, settings: &Settings) ->
 pub async fn export_once(settings: Settings, snap: Snapshot) -> Result<String, TelemetryError> {
     let shared = Arc::new(Shared::new(&settings, Some(Arc::new(snap))));
     let resource = find_resource(&settings).await;
-    let pipe = Pipeline_::new(settings.clone(), resource, &shared)?;
+    let pipe = Exporters::new(settings.clone(), resource, &shared)?;
     pipe.export_metrics().await?;
     let event = Event::new(
         crate::events::Kind::CheckChanged,
@@ -604,7 +602,10 @@ mod tests {
         let kept: Vec<&str> = q.iter().map(|q| q.event.message.as_str()).collect();
         assert_eq!(kept, ["event 2", "event 3", "event 4"]);
         assert_eq!(sh.dropped.load(Ordering::Relaxed), 2);
-        assert!(*sh.dropping.lock().unwrap(), "one episode, warned once");
+        assert!(
+            sh.dropping.load(Ordering::Relaxed),
+            "one episode, warned once"
+        );
     }
 
     #[test]

@@ -63,12 +63,7 @@ impl Settings {
         config: &Config,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, TelemetryError> {
-        let t = config.telemetry.clone().unwrap_or_else(|| {
-            crate::config::Config::parse("[telemetry]\n", Path::new("(defaults)"))
-                .expect("an empty [telemetry] is valid")
-                .telemetry
-                .expect("present")
-        });
+        let t = config.telemetry.clone().unwrap_or_default();
         let env_nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let protocol = match (t.protocol, env_nonempty("OTEL_EXPORTER_OTLP_PROTOCOL")) {
             (Some(p), _) => p,
