@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::BackoffConfig;
-use crate::fsutil::{write_atomic, WriteError};
+use crate::fsutil::{load_or_move_aside, write_atomic, LoadError, WriteError};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const SCHEMA_VERSION: u32 = 1;
@@ -259,12 +259,7 @@ pub enum StateError {
     Write(#[from] WriteError),
 }
 
-/// A corrupt file found at load and moved aside.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Corrupt {
-    pub moved_to: PathBuf,
-    pub reason: String,
-}
+pub use crate::fsutil::Corrupt;
 
 /// Every unit's backoff, bound to its file.
 #[derive(Debug)]
@@ -290,47 +285,22 @@ impl BackoffStore {
     /// is used, so a bad file never stops the supervisor. Unreadable (e.g.
     /// permissions): an error, since writing over it could lose good state.
     pub fn load(path: &Path, now: SystemTime) -> Result<(Self, Option<Corrupt>), StateError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((Self::empty(path), None))
-            }
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        let reason = match Self::parse(&bytes) {
-            Ok(units) => {
-                let store = BackoffStore {
-                    path: path.to_path_buf(),
-                    units,
-                };
-                return Ok((store, None));
-            }
-            Err(reason) => reason,
-        };
-        let secs = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let mut to = path.as_os_str().to_owned();
-        to.push(format!(".corrupt-{secs}"));
-        let to = PathBuf::from(to);
-        std::fs::rename(path, &to).map_err(|source| StateError::MoveAside {
-            path: path.to_path_buf(),
-            to: to.clone(),
-            source,
+        let (units, corrupt) = load_or_move_aside(path, now, Self::parse).map_err(|e| match e {
+            LoadError::Read(source) => StateError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
+            LoadError::MoveAside { to, source } => StateError::MoveAside {
+                path: path.to_path_buf(),
+                to,
+                source,
+            },
         })?;
-        Ok((
-            Self::empty(path),
-            Some(Corrupt {
-                moved_to: to,
-                reason,
-            }),
-        ))
+        let store = BackoffStore {
+            path: path.to_path_buf(),
+            units: units.unwrap_or_default(),
+        };
+        Ok((store, corrupt))
     }
 
     /// Parses the file's bytes; the error says where and why it is bad.

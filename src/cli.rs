@@ -1,6 +1,6 @@
 //! The `unitwatchd` command line: argument definitions (kept in the library
 //! so man pages and completions can be generated from them) and the one-shot
-//! commands (`check`, `config check`, `backoff show|reset`).
+//! commands (`check`, `config check`, `backoff show|reset`, `alert test`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -71,6 +71,24 @@ pub enum Command {
         #[command(subcommand)]
         command: BackoffCommand,
     },
+    /// Alert channels ([[alert]] in the configuration).
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a test alert to every channel (or the one named) and report
+    /// each delivery; exit 0 when all arrived, 69 when one did not. Secrets
+    /// are read as the daemon reads them: run it with the daemon's
+    /// environment (/etc/default/unitwatch) when a channel uses *_env.
+    Test {
+        /// Only the channel with this name (the [[alert]] name, else its type).
+        #[arg(long)]
+        channel: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +146,41 @@ pub fn watches(path: &Path, unit: &str) -> Result<bool, crate::config::ConfigErr
     Ok(crate::config::restartable_units(&text, path)?
         .iter()
         .any(|u| u.as_str() == unit))
+}
+
+/// `alert test`: the report, and whether every channel took its alert.
+pub async fn alert_test(config: &Config, channel: Option<&str>) -> Result<(String, bool), String> {
+    let specs =
+        crate::alerts::resolve(config, &crate::daemon::process_env).map_err(|e| e.to_string())?;
+    if specs.is_empty() {
+        return Err("no [[alert]] channel is configured".into());
+    }
+    let results = crate::alerts::send_test(&specs, channel)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    let mut all = true;
+    for (name, dest, r) in results {
+        match r {
+            Ok((attempts, took)) => {
+                let _ = writeln!(
+                    out,
+                    "{name} ({dest}): delivered in {} ms{}",
+                    took.as_millis(),
+                    if attempts > 1 {
+                        format!(" after {attempts} attempts")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Err(e) => {
+                all = false;
+                let _ = writeln!(out, "{name} ({dest}): NOT delivered: {e}");
+            }
+        }
+    }
+    Ok((out, all))
 }
 
 /// `check --otlp`: one export of `snap` with the configured settings.

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::alerts::{AlertError, Alerts, ChannelSpec};
 use crate::backoff::{BackoffStore, Decision, Policy, StateError, UnitBackoff};
 use crate::checks::{self, Check, CheckContext, CheckResult, Status};
 use crate::config::{Config, ConfigError};
@@ -48,6 +49,8 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    #[error(transparent)]
+    Alerts(#[from] AlertError),
 }
 
 /// The process environment, for the settings that honour OTEL_* variables.
@@ -88,6 +91,8 @@ pub struct Supervisor {
     status_line: String,
     /// The OTLP export and what it was started with.
     telemetry: Option<(Settings, Telemetry)>,
+    /// The alert channels and what they were started with.
+    alerts: Option<(Vec<ChannelSpec>, Alerts)>,
 }
 
 impl Supervisor {
@@ -128,8 +133,27 @@ impl Supervisor {
             started_at: now,
             status_line: "starting".into(),
             telemetry: None,
+            alerts: None,
             config,
         })
+    }
+
+    /// Starts, restarts or stops the alert channels to match `specs`.
+    /// Unchanged channels keep running (and their queues).
+    pub async fn set_alerts(&mut self, specs: Vec<ChannelSpec>) -> Result<(), AlertError> {
+        if self.alerts.as_ref().map(|(s, _)| s) == Some(&specs)
+            || (self.alerts.is_none() && specs.is_empty())
+        {
+            return Ok(());
+        }
+        if let Some((_, old)) = self.alerts.take() {
+            old.shutdown(Duration::from_secs(2)).await;
+        }
+        if !specs.is_empty() {
+            let a = Alerts::start(&specs, self.config.alerts_state_path())?;
+            self.alerts = Some((specs, a));
+        }
+        Ok(())
     }
 
     /// Starts, restarts or stops the OTLP export to match `settings`.
@@ -420,6 +444,7 @@ impl Supervisor {
                     ),
                 )
                 .unit(name)
+                .quiet()
                 .emit();
             }
             return;
@@ -499,6 +524,8 @@ impl Supervisor {
                 )
                 .unit(name)
                 .delay(delay)
+                // The failure and the restart itself reach alert channels.
+                .quiet()
                 .emit();
             }
             Decision::AlreadyScheduled { .. } => {}
@@ -622,6 +649,11 @@ impl Supervisor {
             started_at: self.started_at,
         });
         snap.telemetry = self.telemetry.as_ref().map(|(_, t)| t.view());
+        snap.alerts = self
+            .alerts
+            .as_ref()
+            .map(|(_, a)| a.view())
+            .unwrap_or_default();
         snap
     }
 
@@ -679,17 +711,31 @@ impl Supervisor {
             .map_err(|e| e.to_string())
             .and_then(|c| {
                 let t = Settings::resolve(&c, &process_env).map_err(|e| e.to_string())?;
-                Ok((c, t))
+                let a = crate::alerts::resolve(&c, &process_env).map_err(|e| e.to_string())?;
+                for spec in &a {
+                    crate::alerts::notifier(spec).map_err(|e| e.to_string())?;
+                }
+                Ok((c, t, a))
             });
         match loaded {
-            Ok((c, telemetry)) => {
+            Ok((c, telemetry, alerts)) => {
                 self.set_telemetry(telemetry).await;
+                // The state file follows the new state_dir, if it moved.
+                let state_dir_moved = c.daemon.state_dir != self.config.daemon.state_dir;
+                if state_dir_moved {
+                    if let Some((_, old)) = self.alerts.take() {
+                        old.shutdown(Duration::from_secs(2)).await;
+                    }
+                }
                 let changed = c != self.config;
                 if changed {
                     self.policy = Policy::from(&c.backoff);
                     self.checks = checks::build_all(&c);
                     self.results.clear();
                     self.config = c;
+                }
+                if let Err(e) = self.set_alerts(alerts).await {
+                    log::error!("alert channels not started: {e}");
                 }
                 Event::new(
                     Kind::ConfigReloaded,
@@ -700,6 +746,7 @@ impl Supervisor {
                         if changed { "" } else { " (unchanged)" }
                     ),
                 )
+                .quiet()
                 .emit();
             }
             Err(e) => Event::new(
@@ -731,6 +778,7 @@ impl Supervisor {
                     target.unwrap_or("all units")
                 ),
             )
+            .quiet()
             .emit();
             if let Some(t) = target {
                 // The event goes to the unit's story too.
@@ -881,6 +929,7 @@ pub fn build_snapshot(v: &View<'_>) -> Snapshot {
         checks: v.results.to_vec(),
         units,
         telemetry: None,
+        alerts: Vec::new(),
     }
 }
 
@@ -928,6 +977,10 @@ fn log_check_change(r: &CheckResult, before: Option<Status>) {
     if let Some(u) = &r.unit {
         e = e.unit(u);
     }
+    if r.measurement == "state" {
+        // A unit's state check: unit-failed and unit-recovered tell it.
+        e = e.quiet();
+    }
     e.emit();
 }
 
@@ -955,8 +1008,17 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     // are exported too.
     let telemetry =
         Settings::resolve(&config, &process_env)?.map(|s| (s.clone(), Telemetry::start(s)));
+    let specs = crate::alerts::resolve(&config, &process_env)?;
+    ensure_dir(&config.daemon.state_dir)?;
+    let alerts = if specs.is_empty() {
+        None
+    } else {
+        let a = Alerts::start(&specs, config.alerts_state_path())?;
+        Some((specs, a))
+    };
     let mut sup = Supervisor::new(config_path, config)?;
     sup.telemetry = telemetry;
+    sup.alerts = alerts;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
@@ -1038,6 +1100,9 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     notify::stopping();
     sup.dirty = true;
     sup.persist();
+    if let Some((_, a)) = sup.alerts.take() {
+        a.shutdown(Duration::from_secs(3)).await;
+    }
     sup.set_telemetry(None).await;
     log::info!("unitwatchd stopping");
     Ok(())

@@ -10,26 +10,46 @@ use std::time::SystemTime;
 
 use log::kv::{Key, Value};
 
-/// Somewhere besides the journal that events go: the OTLP export now,
-/// alert channels later. A sink must not block: it queues and returns.
+/// Somewhere besides the journal that events go: the OTLP export and the
+/// alert channels. A sink must not block: it queues and returns.
 pub trait EventSink: Send + Sync {
     fn event(&self, event: &Event, at: SystemTime);
 }
 
-static SINKS: RwLock<Vec<Arc<dyn EventSink>>> = RwLock::new(Vec::new());
-
-/// Replaces the sinks every later [`Event::emit`] feeds (on start and on
-/// reload).
-pub fn set_sinks(sinks: Vec<Arc<dyn EventSink>>) {
-    *SINKS.write().unwrap_or_else(|e| e.into_inner()) = sinks;
+/// The places a sink can hold, so that each subsystem replaces its own
+/// sink (on start, reload and stop) without touching the others'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Telemetry,
+    Alerts,
 }
 
-/// Severities, as alerting will map them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+static SINKS: RwLock<Vec<(Slot, Arc<dyn EventSink>)>> = RwLock::new(Vec::new());
+
+/// Puts `sink` in `slot` (None empties it); every later [`Event::emit`]
+/// feeds whatever the slots hold.
+pub fn set_sink(slot: Slot, sink: Option<Arc<dyn EventSink>>) {
+    let mut sinks = SINKS.write().unwrap_or_else(|e| e.into_inner());
+    sinks.retain(|(s, _)| *s != slot);
+    if let Some(sink) = sink {
+        sinks.push((slot, sink));
+    }
+}
+
+/// Severities, from least to most urgent; alert channels filter on them
+/// (`min_severity`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
+    #[serde(alias = "INFO")]
     Info,
+    #[serde(alias = "WARNING")]
     Warning,
+    #[serde(alias = "ERROR")]
     Error,
+    #[serde(alias = "CRITICAL")]
     Critical,
 }
 
@@ -40,6 +60,15 @@ impl Severity {
             Severity::Warning => "warning",
             Severity::Error => "error",
             Severity::Critical => "critical",
+        }
+    }
+    /// As alerts show it: INFO, WARNING, ERROR, CRITICAL.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Info => "INFO",
+            Severity::Warning => "WARNING",
+            Severity::Error => "ERROR",
+            Severity::Critical => "CRITICAL",
         }
     }
     fn level(self) -> log::Level {
@@ -114,6 +143,27 @@ impl Kind {
         }
     }
 
+    /// A short title, for alert messages.
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::DaemonStarted => "unitwatchd started",
+            Kind::UnitFailed => "Unit failed",
+            Kind::RestartScheduled => "Restart scheduled",
+            Kind::UnitRestarted => "Unit restarted",
+            Kind::RestartFailed => "Restart failed",
+            Kind::UnitRecovered => "Unit recovered",
+            Kind::RestartLimit => "Restart limit reached",
+            Kind::BackoffReset => "Backoff reset",
+            Kind::HeartbeatStale => "Heartbeat stale",
+            Kind::CheckChanged => "Check changed",
+            Kind::ConfigReloaded => "Configuration reloaded",
+            Kind::ConfigRejected => "Configuration rejected",
+            Kind::StateCorrupt => "State file corrupt",
+            Kind::SystemdUnreachable => "systemd unreachable",
+            Kind::SystemdReconnected => "systemd reachable again",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::DaemonStarted => "daemon-started",
@@ -144,6 +194,9 @@ pub struct Event {
     pub check: Option<String>,
     pub delay_ms: Option<u64>,
     pub message: String,
+    /// For the journal and the OTLP export only, not for alert channels:
+    /// steps another event already tells a person about.
+    pub quiet: bool,
 }
 
 impl Event {
@@ -155,6 +208,20 @@ impl Event {
             check: None,
             delay_ms: None,
             message: message.into(),
+            quiet: false,
+        }
+    }
+    /// Keeps the event out of alert channels (see [`Event::quiet`]).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+    /// Does the event end a problem (a unit back, a check passing again)?
+    pub fn is_resolution(&self) -> bool {
+        match self.kind {
+            Kind::UnitRecovered | Kind::SystemdReconnected => true,
+            Kind::CheckChanged => self.severity == Severity::Info,
+            _ => false,
         }
     }
     pub fn unit(mut self, unit: &str) -> Self {
@@ -195,7 +262,7 @@ impl Event {
                 .build(),
         );
         let now = SystemTime::now();
-        for sink in SINKS.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (_, sink) in SINKS.read().unwrap_or_else(|e| e.into_inner()).iter() {
             sink.event(self, now);
         }
     }

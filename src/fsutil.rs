@@ -67,6 +67,59 @@ pub fn ensure_dir(dir: &Path) -> Result<(), WriteError> {
     })
 }
 
+/// A corrupt state file found at load and moved aside.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Corrupt {
+    pub moved_to: PathBuf,
+    pub reason: String,
+}
+
+/// A state file that could not be loaded or moved aside.
+#[derive(Debug)]
+pub enum LoadError {
+    Read(std::io::Error),
+    MoveAside { to: PathBuf, source: std::io::Error },
+}
+
+/// Loads a state file with `parse`. Missing: `None`, a fresh start.
+/// Corrupt: moved aside to `<path>.corrupt-<unix time>` and reported, so a
+/// bad file never stops the daemon and is kept for a post-mortem.
+/// Unreadable (permissions): an error, since writing over it could lose
+/// good state.
+pub fn load_or_move_aside<T>(
+    path: &Path,
+    now: std::time::SystemTime,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<(Option<T>, Option<Corrupt>), LoadError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
+        Err(e) => return Err(LoadError::Read(e)),
+    };
+    let reason = match parse(&bytes) {
+        Ok(v) => return Ok((Some(v), None)),
+        Err(reason) => reason,
+    };
+    let secs = now
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let mut to = path.as_os_str().to_owned();
+    to.push(format!(".corrupt-{secs}"));
+    let to = PathBuf::from(to);
+    fs::rename(path, &to).map_err(|source| LoadError::MoveAside {
+        to: to.clone(),
+        source,
+    })?;
+    Ok((
+        None,
+        Some(Corrupt {
+            moved_to: to,
+            reason,
+        }),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! The binaries in `src/bin/` only parse arguments, set up logging and call
 //! into this library; everything that can be tested lives here.
 
+pub mod alerts;
 pub mod backoff;
 pub mod checks;
 pub mod cli;

@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub systemd: SystemdReach,
     pub checks: Vec<CheckResult>,
     pub units: BTreeMap<String, UnitView>,
+    /// The alert channels, when `[[alert]]` tables are configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertChannelView>,
     /// The OTLP export, when `[telemetry]` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetryView>,
@@ -49,6 +52,26 @@ pub struct TelemetryView {
     /// Events dropped, oldest first, while the queue was full.
     pub dropped_total: u64,
     pub queued_events: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// How an alert channel fares, for status.json and /metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertChannelView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub destination: String,
+    pub sent_total: u64,
+    /// Alerts given up on after every attempt.
+    pub failed_total: u64,
+    pub suppressed_total: u64,
+    /// Alerts dropped, oldest first, while the queue was full.
+    pub dropped_total: u64,
+    pub queued: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +167,7 @@ impl Snapshot {
             checks,
             units,
             telemetry: None,
+            alerts: Vec::new(),
         }
     }
 

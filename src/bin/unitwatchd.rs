@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use unitwatch::cli::{self, BackoffCommand, Cli, Command, ConfigCommand, EXIT_CONFIG};
+use unitwatch::cli::{
+    self, AlertCommand, BackoffCommand, Cli, Command, ConfigCommand, EXIT_CONFIG,
+};
 use unitwatch::config::{Config, ConfigError};
 use unitwatch::daemon::{self, DaemonError};
 
@@ -31,6 +33,8 @@ fn main() -> ExitCode {
                 }
                 match e {
                     DaemonError::Config(_) | DaemonError::Telemetry(_) => EXIT_CONFIG,
+                    DaemonError::Alerts(unitwatch::alerts::AlertError::StateRead { .. }) => 1,
+                    DaemonError::Alerts(_) => EXIT_CONFIG,
                     _ => 1,
                 }
             }
@@ -103,6 +107,25 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Err(code) => code,
+        },
+        Command::Alert {
+            command: AlertCommand::Test { channel },
+        } => match load(&cli.config) {
+            Ok(config) => match rt.block_on(cli::alert_test(&config, channel.as_deref())) {
+                Ok((report, all)) => {
+                    print!("{report}");
+                    if all {
+                        0
+                    } else {
+                        cli::EXIT_UNAVAILABLE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("unitwatchd: {e}");
+                    EXIT_CONFIG
+                }
+            },
             Err(code) => code,
         },
     };

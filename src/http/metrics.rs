@@ -230,6 +230,43 @@ pub fn render(snap: Option<&Snapshot>) -> String {
         }
     }
 
+    if !snap.alerts.is_empty() {
+        let fam = |reg: &mut Registry, name: &str, help: &str| counter_family(reg, name, help);
+        let sent = fam(
+            &mut reg,
+            "unitwatch_alerts_sent",
+            "Alerts a channel delivered",
+        );
+        let failed = fam(
+            &mut reg,
+            "unitwatch_alerts_failed",
+            "Alerts a channel gave up on after every attempt",
+        );
+        let suppressed = fam(
+            &mut reg,
+            "unitwatch_alerts_suppressed",
+            "Alerts held back by a channel's cooldown (counted in the next one sent)",
+        );
+        let dropped = fam(
+            &mut reg,
+            "unitwatch_alerts_dropped",
+            "Alerts dropped, oldest first, while a channel's queue was full",
+        );
+        let queued = gauge_family(
+            &mut reg,
+            "unitwatch_alerts_queued",
+            "Alerts waiting for delivery",
+        );
+        for c in &snap.alerts {
+            let l = vec![("channel", c.name.clone()), ("type", c.kind.clone())];
+            sent.get_or_create(&l).inc_by(c.sent_total);
+            failed.get_or_create(&l).inc_by(c.failed_total);
+            suppressed.get_or_create(&l).inc_by(c.suppressed_total);
+            dropped.get_or_create(&l).inc_by(c.dropped_total);
+            queued.get_or_create(&l).set(c.queued as f64);
+        }
+    }
+
     let unit_state = gauge_family(
         &mut reg,
         "unitwatch_unit_state",
@@ -521,6 +558,39 @@ mod tests {
         );
         assert!(om.ends_with("# EOF\n"));
         has(&om, "# TYPE unitwatch_unit_restarts counter");
+    }
+
+    #[test]
+    fn alert_series_per_channel() {
+        let mut s = snap();
+        assert!(!render(Some(&s)).contains("unitwatch_alerts"));
+        s.alerts = vec![crate::snapshot::AlertChannelView {
+            name: "ops".into(),
+            kind: "discord".into(),
+            sent_total: 4,
+            failed_total: 1,
+            suppressed_total: 9,
+            dropped_total: 0,
+            queued: 2,
+            ..Default::default()
+        }];
+        let t = render(Some(&s));
+        has(
+            &t,
+            "unitwatch_alerts_sent_total{channel=\"ops\",type=\"discord\"} 4",
+        );
+        has(
+            &t,
+            "unitwatch_alerts_failed_total{channel=\"ops\",type=\"discord\"} 1",
+        );
+        has(
+            &t,
+            "unitwatch_alerts_suppressed_total{channel=\"ops\",type=\"discord\"} 9",
+        );
+        has(
+            &t,
+            "unitwatch_alerts_queued{channel=\"ops\",type=\"discord\"} 2.0",
+        );
     }
 
     #[test]

@@ -376,7 +376,10 @@ impl Telemetry {
     /// so the daemon's start never waits on IMDS.
     pub fn start(settings: Settings) -> Telemetry {
         let shared = Arc::new(Shared::new(&settings, None));
-        crate::events::set_sinks(vec![Arc::new(Sink(Arc::downgrade(&shared)))]);
+        crate::events::set_sink(
+            crate::events::Slot::Telemetry,
+            Some(Arc::new(Sink(Arc::downgrade(&shared)))),
+        );
         let task = tokio::spawn(run(settings, shared.clone()));
         Telemetry { shared, task }
     }
@@ -406,7 +409,7 @@ impl Telemetry {
     /// Exports what is queued and the metrics one last time (bounded by the
     /// export timeout), then ends the task.
     pub async fn shutdown(mut self) {
-        crate::events::set_sinks(Vec::new());
+        crate::events::set_sink(crate::events::Slot::Telemetry, None);
         self.shared.stop.notify_one();
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
     }
