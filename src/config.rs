@@ -949,15 +949,12 @@ fn alert_problems(alerts: &[AlertConfig], bad: &mut impl FnMut(Vec<KeySeg>, Stri
             sources(a.url.is_some(), a.url_file.is_some(), a.url_env.is_some()),
             http,
         );
-        if let Some(u) = &a.url {
-            if let Err(m) = check_http_url(u) {
-                // The value may be a secret: name the key, not the URL.
-                let _ = m;
-                bad(
-                    at("url"),
-                    "is not an http:// or https:// URL with a host".into(),
-                );
-            }
+        // The value is a secret: the message names the key, not the URL.
+        if a.url.as_deref().is_some_and(|u| check_http_url(u).is_err()) {
+            bad(
+                at("url"),
+                "is not an http:// or https:// URL with a host".into(),
+            );
         }
         let secrets = sources(
             a.secret.is_some(),
@@ -1333,6 +1330,76 @@ crit_percent = 95
         let e = err("[backoff]\nfactor = 0.5\n");
         assert!(
             e.contains(":2:10: backoff.factor: must be a number >= 1.0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn alert_tables_are_checked_per_type() {
+        let ok = parse(
+            "[[alert]]\ntype = \"discord\"\nurl_env = \"DISCORD_URL\"\nmention = \"<@&42>\"\n\
+             [[alert]]\ntype = \"webhook\"\nurl = \"https://h.test/x\"\nsecret_file = \"/etc/unitwatch/hmac\"\n\
+             [[alert]]\ntype = \"webhook\"\nurl = \"https://h.test/y\"\n\
+             [[alert]]\ntype = \"email\"\nserver = \"smtp.test\"\nfrom = \"unitwatch <u@x.test>\"\nto = [\"ops@x.test\"]\n",
+        )
+        .unwrap();
+        let names: Vec<String> = (0..4)
+            .map(|i| AlertConfig::channel_name(&ok.alerts, i))
+            .collect();
+        assert_eq!(names, ["discord", "webhook", "webhook-2", "email"]);
+        assert_eq!(ok.alerts[0].cooldown, Duration::from_secs(300));
+        assert_eq!(ok.alerts[3].smtp_port(), 587);
+
+        let e = err("[[alert]]\ntype = \"slack\"\n");
+        assert!(
+            e.ends_with(":2:8: alert[0].type: a slack channel needs url (or url_file, or url_env)"),
+            "{e}"
+        );
+        let e =
+            err("[[alert]]\ntype = \"slack\"\nurl = \"https://h.test/T/B/C\"\nurl_env = \"X\"\n");
+        assert!(
+            e.contains(":3:7: alert[0].url: give url, url_file or url_env, only one of them"),
+            "{e}"
+        );
+        let e = err(
+            "[[alert]]\ntype = \"discord\"\nurl = \"https://h.test/x\"\nserver = \"smtp.test\"\n",
+        );
+        assert!(
+            e.contains(":4:10: alert[0].server: does not apply to a discord channel"),
+            "{e}"
+        );
+        let e =
+            err("[[alert]]\ntype = \"discord\"\nurl = \"https://h.test/x\"\nmention = \"@ops\"\n");
+        assert!(
+            e.contains("alert[0].mention: \"@ops\": use <@USER_ID>"),
+            "{e}"
+        );
+        let e = err("[[alert]]\ntype = \"pager\"\n");
+        assert!(e.contains("alert[0].type: unknown variant `pager`"), "{e}");
+        let e = err("[[alert]]\ntype = \"webhook\"\nurl = \"ftp://tok3n@h.test/\"\n");
+        assert!(e.contains("alert[0].url: is not an http"), "{e}");
+        assert!(!e.contains("tok3n"), "the URL is a secret: {e}");
+        let e = err("[[alert]]\ntype = \"webhook\"\nname = \"a\"\nurl = \"http://h.test/\"\n[[alert]]\ntype = \"slack\"\nname = \"a\"\nurl = \"http://h.test/\"\n");
+        assert!(
+            e.contains("alert[1].name: another [[alert]] is named \"a\""),
+            "{e}"
+        );
+        let e = err("[[alert]]\ntype = \"email\"\nserver = \"smtp.test\"\nfrom = \"u@x.test\"\nto = [\"o@x.test\"]\ntls = \"none\"\nusername = \"u\"\npassword_env = \"P\"\n");
+        assert!(
+            e.contains("alert[0].tls: \"none\" would send the password in clear"),
+            "{e}"
+        );
+        // To a relay on this machine it is allowed.
+        parse("[[alert]]\ntype = \"email\"\nserver = \"127.0.0.1\"\nfrom = \"u@x.test\"\nto = [\"o@x.test\"]\ntls = \"none\"\nusername = \"u\"\npassword_env = \"P\"\n").unwrap();
+        let e = err("[[alert]]\ntype = \"email\"\nserver = \"smtp.test\"\nfrom = \"u@x.test\"\nto = [\"not an address\"]\n");
+        assert!(
+            e.contains("alert[0].to[0]: \"not an address\" is not an email address"),
+            "{e}"
+        );
+        let e =
+            err("[[alert]]\ntype = \"webhook\"\nurl = \"http://h.test/\"\nunits = [\"[bad\"]\n");
+        assert!(
+            e.contains("alert[0].units[0]: \"[bad\" is not a valid pattern"),
             "{e}"
         );
     }

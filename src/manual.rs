@@ -117,6 +117,58 @@ pub const CONFIG_KEYS: &[KeyDoc] = &[
       "Events held while the collector is away; past it the oldest are dropped and counted (unitwatch_telemetry_dropped_total), with one warning."),
     k("telemetry", "imds_endpoint", "\"http://169.254.169.254\"", "\"http://169.254.169.254\"",
       "Azure's instance metadata service, asked once at start (2 s timeout) and only when DMI says the machine is an Azure VM, for the cloud.* and azure.vm.* attributes."),
+    k("[alert]", "type", "required", "\"discord\"",
+      "discord, slack, webhook or email. Every event also goes to the journal, and to the OTLP export when [telemetry] is on; these tables add channels that reach a person."),
+    k("[alert]", "name", "the type, numbered from the second of a type (slack-2)", "\"ops-discord\"",
+      "Names the channel in logs (UNITWATCH_CHANNEL=), status.json, /metrics and unitwatchd alert test --channel."),
+    k("[alert]", "min_severity", "\"info\"", "\"warning\"",
+      "info, warning, error or critical: the least severe event the channel takes. info: daemon started, unit recovered, check passing; warning: a check warns (heartbeat stale, memory or disk above warn); error: unit failed, check failing, unit restarted, systemd unreachable; critical: restart limit reached, restart failed. A recovery of a problem the channel was told of is sent whatever this says."),
+    k("[alert]", "units", "all", "[\"worker*.service\"]",
+      "Glob patterns: events about a unit go out only if the unit matches one. Events about no unit (unitwatchd itself, disks, memory) are not filtered by it."),
+    k("[alert]", "checks", "all", "[\"disk:*\", \"heartbeat:*\"]",
+      "Glob patterns on check keys (disk:/:utilization, heartbeat:/path:age, memory:system:utilization): events about a check go out only if it matches one."),
+    k("[alert]", "cooldown", "\"300s\"", "\"5m\"",
+      "The same alert (channel, unit or check, event, severity) is sent once per cooldown; the ones held back are counted, and the count goes with the next one sent. A recovery of a problem sent goes out at once. A problem held back after a recovery was sent goes out when its cooldown ends, unless the unit recovered again meanwhile. The state is kept in state_dir/alerts.json across restarts."),
+    k("[alert]", "timeout", "\"10s\"", "\"10s\"",
+      "One delivery attempt's limit. Failed attempts (network, timeout, HTTP 5xx or 408, SMTP 4xx) are retried after 1, 2, 4, 8 and 16 s; a 429 waits its retry_after (up to 5 minutes); other HTTP 4xx and SMTP 5xx are not retried. After the last attempt the alert is dropped with one journal error per episode."),
+    k("[alert]", "queue_size", "100", "100",
+      "Alerts waiting for a slow or dead channel; past it the oldest are dropped and counted (unitwatch_alerts_dropped_total). Each channel has its own queue and worker: none waits on another, and the supervisor waits on none."),
+    k("[alert]", "url", "required for discord, slack, webhook (or url_file, url_env)", "\"https://discord.com/api/webhooks/ID/TOKEN\"",
+      "The webhook URL. It holds a token: prefer url_file or url_env, and it is never logged (logs name the host only)."),
+    k("[alert]", "url_file", "none", "\"/etc/unitwatch/discord-url\"",
+      "A file whose first line is the URL (mode 0640, group unitwatch)."),
+    k("[alert]", "url_env", "none", "\"UNITWATCH_DISCORD_URL\"",
+      "An environment variable holding the URL; for unitwatch.service, set it in /etc/default/unitwatch."),
+    k("[alert]", "mention", "none", "\"<@&123456789012345678>\"",
+      "Added to CRITICAL alerts. discord: <@USER_ID>, <@&ROLE_ID>, @here or @everyone (only it may ping: allowed_mentions is set). slack: <@USER_ID>, <!subteam^ID>, <!here> or <!channel>."),
+    k("[alert]", "secret", "none", "\"s3cret\"",
+      "webhook: signs each body with HMAC-SHA256; the header signature_header carries sha256=HEX of the exact body. Or secret_file, secret_env."),
+    k("[alert]", "secret_file", "none", "\"/etc/unitwatch/webhook-secret\"",
+      "A file whose first line is the HMAC key."),
+    k("[alert]", "secret_env", "none", "\"UNITWATCH_WEBHOOK_SECRET\"",
+      "An environment variable holding the HMAC key."),
+    k("[alert]", "signature_header", "\"X-Unitwatch-Signature\"", "\"X-Unitwatch-Signature\"",
+      "webhook: the header of the signature."),
+    k("[alert]", "server", "required for email", "\"smtp.example.com\"",
+      "email: the SMTP server's host name (checked against its certificate)."),
+    k("[alert]", "port", "587 (starttls), 465 (tls), 25 (none)", "587",
+      "email: the SMTP port."),
+    k("[alert]", "tls", "\"starttls\"", "\"starttls\"",
+      "email: starttls (required, not opportunistic), tls (implicit, SMTPS) or none (only for a relay on this machine: refused with a password to any other host)."),
+    k("[alert]", "ca_file", "the system's trust store", "\"/etc/unitwatch/smtp-ca.pem\"",
+      "email: a PEM CA certificate to trust besides the system's, for a relay with a private CA."),
+    k("[alert]", "username", "none", "\"alerts@example.com\"",
+      "email: the SMTP login; with a password, AUTH is used."),
+    k("[alert]", "password", "none", "\"app-password\"",
+      "email: the SMTP password. Prefer password_file or password_env."),
+    k("[alert]", "password_file", "none", "\"/etc/unitwatch/smtp-password\"",
+      "email: a file whose first line is the password."),
+    k("[alert]", "password_env", "none", "\"UNITWATCH_SMTP_PASSWORD\"",
+      "email: an environment variable holding the password."),
+    k("[alert]", "from", "required for email", "\"unitwatch <alerts@example.com>\"",
+      "email: the sender."),
+    k("[alert]", "to", "required for email", "[\"ops@example.com\"]",
+      "email: the recipients, one address or more."),
     k("http", "listen", "\"127.0.0.1:8080\"", "[\"0.0.0.0:8080\", \"[::]:8080\"]",
       "unitwatch-http's address, or a list of them. Ignored under socket activation (unitwatch-http.socket)."),
     k("http", "token_file", "none", "\"/run/credentials/unitwatch-http.service/token\"",
@@ -126,8 +178,9 @@ pub const CONFIG_KEYS: &[KeyDoc] = &[
 /// The files and directories the programs use, for the FILES sections.
 const FILES: &[(&str, &str)] = &[
     (DEFAULT_CONFIG_PATH, "the configuration, see unitwatch.toml(5)"),
-    ("/etc/default/unitwatch", "extra arguments for unitwatchd (UNITWATCHD_OPTS), read by unitwatch.service"),
+    ("/etc/default/unitwatch", "the environment of unitwatch.service: extra arguments (UNITWATCHD_OPTS), OTEL_* variables, and secrets named by *_env keys of [[alert]]"),
     ("/var/lib/unitwatch/backoff.json", "the restart backoff state, rewritten atomically on every change"),
+    ("/var/lib/unitwatch/alerts.json", "the alert channels' cooldowns and counts, so a restart neither repeats nor forgets an alert"),
     ("/run/unitwatch/status.json", "the status snapshot, replaced after every sweep and event"),
     ("/usr/share/polkit-1/rules.d/50-unitwatch.rules", "lets the unitwatch user start, restart and reset-failed exactly the units the configuration names with restart = true"),
 ];
@@ -416,6 +469,7 @@ fn table_intro(table: &str) -> Option<&'static str> {
         "[disk]" => "One table per filesystem to check.",
         "memory" => "The whole system's memory; the table turns the check on.",
         "telemetry" => "The OTLP export of metrics and events to an OpenTelemetry collector (and on to Azure Monitor). Keys left out fall back to the standard OTEL_EXPORTER_OTLP_* environment variables (set them in /etc/default/unitwatch), then to the defaults; OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME are honoured.",
+        "[alert]" => "One table per alert channel: Discord, Slack, a generic JSON webhook (Alertmanager's format, optionally signed) or email. Each channel filters by severity, unit and check, de-duplicates with its own cooldown and delivers from its own queue with retries.",
         "http" => "What unitwatch-http listens on (unitwatchd ignores it).",
         _ => return None,
     })
@@ -516,7 +570,9 @@ mod tests {
             }
             doc.push_str(&format!("{} = {}\n", key.key, key.example));
         }
-        Config::parse(&doc, Path::new("doc.toml")).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+        // serde only: the [[alert]] table holds the keys of every type at
+        // once, which the validation pass rightly refuses.
+        toml::from_str::<Config>(&doc).unwrap_or_else(|e| panic!("{e}\n{doc}"));
     }
 
     #[test]
@@ -570,6 +626,7 @@ mod tests {
             "unitwatchd config watches",
             "unitwatchd backoff show",
             "unitwatchd backoff reset",
+            "unitwatchd alert test",
         ] {
             assert!(page.contains(cmd), "{cmd} missing");
         }
@@ -596,6 +653,7 @@ mod tests {
             "[[heartbeat]]",
             "[[disk]]",
             "[memory]",
+            "[[alert]]",
             "[http]",
         ] {
             assert!(page.contains(table), "{table} missing");

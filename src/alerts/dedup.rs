@@ -135,13 +135,7 @@ impl ChannelState {
         let key = key_of(e);
         if e.is_resolution() {
             // Right or wrong before, the picture is "resolved" from here.
-            for (_, k) in self
-                .keys
-                .iter_mut()
-                .filter(|(k, _)| subject_of_key(k) == subj)
-            {
-                k.owed = None;
-            }
+            self.settle(&subj);
             if self.open.remove(&subj) {
                 return self.send(&key, at);
             }
@@ -151,6 +145,8 @@ impl ChannelState {
         if e.severity >= Severity::Warning {
             match v {
                 Verdict::Send { .. } => {
+                    // The person's picture is "problem" again: right.
+                    self.settle(&subj);
                     self.open.insert(subj);
                 }
                 Verdict::Suppress if !self.open.contains(&subj) => {
@@ -162,6 +158,18 @@ impl ChannelState {
             }
         }
         v
+    }
+
+    /// Nothing is owed on `subject` any more: what the person was just
+    /// told (or is about to be) is the current picture.
+    fn settle(&mut self, subj: &str) {
+        for (_, k) in self
+            .keys
+            .iter_mut()
+            .filter(|(k, _)| subject_of_key(k) == subj)
+        {
+            k.owed = None;
+        }
     }
 
     fn send(&mut self, key: &str, at: SystemTime) -> Verdict {
@@ -350,6 +358,25 @@ mod tests {
         s.decide(&failed(), t(10), CD);
         s.decide(&recovered(), t(12), CD);
         assert!(s.take_owed(t(1000), CD).is_empty());
+    }
+
+    #[test]
+    fn a_problem_sent_settles_what_was_owed() {
+        let mut s = ChannelState::default();
+        s.decide(&failed(), t(0), CD);
+        s.decide(&recovered(), t(5), CD);
+        assert!(!sent(&s.decide(&failed(), t(10), CD)));
+        let limit = Event::new(Kind::RestartLimit, Severity::Critical, "limit").unit("w.service");
+        assert!(sent(&s.decide(&limit, t(11), CD)));
+        assert!(s.take_owed(t(1000), CD).is_empty());
+        // The count still rides on the next failure sent.
+        assert_eq!(
+            s.decide(&failed(), t(1001), CD),
+            Verdict::Send {
+                suppressed: 1,
+                since: Some(t(10))
+            }
+        );
     }
 
     #[test]

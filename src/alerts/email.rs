@@ -161,13 +161,7 @@ impl Notifier for Email {
                 } else {
                     Retry::Backoff
                 };
-                let mut m = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    m = format!("{m}: {s}");
-                    src = s.source();
-                }
-                DeliveryError::new(retry, m)
+                DeliveryError::new(retry, super::http::describe(&e))
             })
         })
     }

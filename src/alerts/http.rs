@@ -52,7 +52,7 @@ pub async fn post_json(
 }
 
 /// An error's chain in one line ("error sending request: connection refused").
-fn describe(e: &dyn std::error::Error) -> String {
+pub fn describe(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

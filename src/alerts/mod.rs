@@ -774,3 +774,172 @@ pub async fn send_test(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    /// Answers from a script, one per attempt (pure retry logic: the real
+    /// channels are tested against a real receiver in tests/alerts.rs).
+    struct Scripted {
+        answers: Mutex<VecDeque<Option<Result<(), DeliveryError>>>>,
+        calls: AtomicU32,
+    }
+
+    impl Notifier for Scripted {
+        fn send<'a>(&'a self, _: &'a Alert) -> SendFuture<'a> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let next = lock(&self.answers).pop_front().unwrap_or(Some(Ok(())));
+            Box::pin(async move {
+                match next {
+                    Some(r) => r,
+                    None => std::future::pending().await,
+                }
+            })
+        }
+        fn destination(&self) -> String {
+            "scripted".into()
+        }
+    }
+
+    fn scripted(a: Vec<Option<Result<(), DeliveryError>>>) -> Scripted {
+        Scripted {
+            answers: Mutex::new(a.into()),
+            calls: AtomicU32::new(0),
+        }
+    }
+
+    const FAST: RetryPolicy = RetryPolicy {
+        attempts: 4,
+        first_wait: Duration::from_millis(10),
+        max_wait: Duration::from_secs(1),
+    };
+
+    fn alert() -> Alert {
+        Alert::test("t", "h")
+    }
+
+    #[tokio::test]
+    async fn retries_until_delivered_and_counts_attempts() {
+        let n = scripted(vec![
+            Some(Err(DeliveryError::new(Retry::Backoff, "500"))),
+            None, // hangs: the timeout ends it
+            Some(Err(DeliveryError::new(
+                Retry::After(Duration::from_millis(5)),
+                "429",
+            ))),
+        ]);
+        let r = deliver(
+            &n,
+            &alert(),
+            FAST,
+            Duration::from_millis(50),
+            &Redactor::default(),
+        )
+        .await;
+        assert_eq!(r, Ok(4));
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_last_attempt_or_at_once_when_pointless() {
+        let e = || Some(Err(DeliveryError::new(Retry::Backoff, "HTTP 503")));
+        let n = scripted(vec![e(), e(), e(), e(), e()]);
+        let (err, attempts) = deliver(
+            &n,
+            &alert(),
+            FAST,
+            Duration::from_secs(1),
+            &Redactor::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!((attempts, err.message.as_str()), (4, "HTTP 503"));
+        let n = scripted(vec![Some(Err(DeliveryError::new(
+            Retry::Never,
+            "HTTP 404",
+        )))]);
+        let r = deliver(
+            &n,
+            &alert(),
+            FAST,
+            Duration::from_secs(1),
+            &Redactor::default(),
+        )
+        .await;
+        assert_eq!(r.unwrap_err().1, 1);
+        // A 429 asking for longer than max_wait is not waited for.
+        let n = scripted(vec![Some(Err(DeliveryError::new(
+            Retry::After(Duration::from_secs(3600)),
+            "HTTP 429",
+        )))]);
+        let r = deliver(
+            &n,
+            &alert(),
+            FAST,
+            Duration::from_secs(1),
+            &Redactor::default(),
+        )
+        .await;
+        assert_eq!(r.unwrap_err().1, 1);
+    }
+
+    #[tokio::test]
+    async fn messages_are_cleaned_of_secrets() {
+        let mut red = Redactor::default();
+        red.add(&Secret::new("https://hooks.test/T000/B000/XXXXsecret"));
+        let n = scripted(vec![Some(Err(DeliveryError::new(
+            Retry::Never,
+            "HTTP 404: no such hook /T000/B000/XXXXsecret",
+        )))]);
+        let (e, _) = deliver(&n, &alert(), FAST, Duration::from_secs(1), &red)
+            .await
+            .unwrap_err();
+        assert_eq!(e.message, "HTTP 404: no such hook [redacted]");
+    }
+
+    #[test]
+    fn filters_constrain_their_own_dimension() {
+        let mut c: AlertConfig = toml::from_str(
+            "type = \"webhook\"\nurl = \"http://x.test/\"\nmin_severity = \"error\"\nunits = [\"bot-*.service\"]",
+        )
+        .unwrap();
+        let f = Filter::new(&c);
+        let ev = |sev, unit: Option<&str>| {
+            let mut e = Event::new(crate::events::Kind::UnitFailed, sev, "m");
+            e.unit = unit.map(str::to_string);
+            e
+        };
+        assert!(f.passes(&ev(Severity::Error, Some("bot-1.service")), false));
+        assert!(!f.passes(&ev(Severity::Error, Some("web.service")), false));
+        assert!(!f.passes(&ev(Severity::Warning, Some("bot-1.service")), false));
+        // About unitwatchd itself: no unit to filter on.
+        assert!(f.passes(&ev(Severity::Critical, None), false));
+        // A resolution passes min_severity only after a problem was sent.
+        let mut back = Event::new(crate::events::Kind::UnitRecovered, Severity::Info, "m");
+        back.unit = Some("bot-1.service".into());
+        assert!(!f.passes(&back, false));
+        assert!(f.passes(&back, true));
+        c.checks = vec!["disk:*".into()];
+        let f = Filter::new(&c);
+        let mut disk = Event::new(crate::events::Kind::CheckChanged, Severity::Error, "m");
+        disk.check = Some("memory:system:utilization".into());
+        assert!(!f.passes(&disk, false));
+    }
+
+    #[test]
+    fn titles_name_what_happened_to_what() {
+        use crate::events::Kind;
+        let e = Event::new(Kind::CheckChanged, Severity::Warning, "m").check("disk:/:utilization");
+        assert_eq!(title(&e), "Check warning: disk:/:utilization");
+        let e = Event::new(Kind::DaemonStarted, Severity::Info, "m");
+        assert_eq!(title(&e), "unitwatchd started");
+        let mut a = Alert::test("c", "h");
+        a.suppressed = 3;
+        a.suppressed_since = Some(SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            a.note().unwrap(),
+            "3 more like it since 1970-01-01T00:00:00Z were not sent separately (cooldown)."
+        );
+    }
+}
