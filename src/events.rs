@@ -329,4 +329,29 @@ mod tests {
         let seen = SEEN.lock().unwrap();
         assert!(seen.contains(&"ERROR restart in 10s unitwatch_event=restart-scheduled unitwatch_severity=error unitwatch_unit=a.service unitwatch_delay_ms=10000".to_string()), "{seen:?}");
     }
+
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl EventSink for Count {
+        fn event(&self, e: &Event, _: SystemTime) {
+            // Other tests emit events in parallel: count only these.
+            if e.message.starts_with("slot test") {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    #[test]
+    fn each_slot_holds_its_own_sink() {
+        let otlp = Arc::new(Count(Default::default()));
+        let alerts = Arc::new(Count(Default::default()));
+        set_sink(Slot::Telemetry, Some(otlp.clone()));
+        set_sink(Slot::Alerts, Some(alerts.clone()));
+        Event::new(Kind::DaemonStarted, Severity::Info, "slot test 1").emit();
+        // Stopping the alerts (a reload without [[alert]]) leaves the export.
+        set_sink(Slot::Alerts, None);
+        Event::new(Kind::DaemonStarted, Severity::Info, "slot test 2").emit();
+        set_sink(Slot::Telemetry, None);
+        let n = |c: &Count| c.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!((n(&otlp), n(&alerts)), (2, 1));
+    }
 }

@@ -476,24 +476,22 @@ impl Channel {
             Err((e, attempts)) => {
                 v.failed_total += 1;
                 v.last_error = Some(e.message.clone());
-                let subject = alert
-                    .check
-                    .as_deref()
-                    .or(alert.unit.as_deref())
-                    .unwrap_or("");
+                // Not UNITWATCH_EVENT=: that field marks events themselves.
+                let what = match alert.check.as_deref().or(alert.unit.as_deref()) {
+                    Some(s) => format!("{} of {s}", alert.event),
+                    None => alert.event.clone(),
+                };
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     log::error!(
-                        unitwatch_channel = name, unitwatch_event = alert.event.as_str();
-                        "alert channel {name} ({}): gave up on {} {subject} after {attempts} attempt(s): {}; further failures are counted (unitwatch_alerts_failed_total) and not logged until a delivery works",
+                        unitwatch_channel = name, unitwatch_alert = alert.event.as_str();
+                        "alert channel {name} ({}): gave up on {what} after {attempts} attempt(s): {}; further failures are counted (unitwatch_alerts_failed_total) and not logged until a delivery works",
                         self.notifier.destination(),
-                        alert.event,
                         e.message
                     );
                 } else {
                     log::debug!(
                         unitwatch_channel = name;
-                        "alert channel {name}: gave up on {} {subject}: {}",
-                        alert.event,
+                        "alert channel {name}: gave up on {what}: {}",
                         e.message
                     );
                 }

@@ -1,0 +1,224 @@
+//! Alerts from the real daemon in a real systemd 252 (tests/harness), to
+//! an HTTP receiver inside the sandbox standing in for Discord, Slack and a
+//! webhook: a crash loop gives one alert per kind, not one per kill; the
+//! count of what was held back arrives with the next one after the
+//! cooldown; the restart limit gives one CRITICAL with the mention; a dead
+//! channel costs one journal error and no secret; a daemon restart does not
+//! repeat what was sent.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::Sandbox;
+use serde_json::Value;
+
+const WORKER: &str =
+    "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=simple\nExecStart=/bin/sleep infinity\n";
+
+const RECEIVED: &str = "/var/log/alert-receiver.jsonl";
+
+/// The requests the receiver got on `path_prefix`.
+fn received(sb: &Sandbox, path_prefix: &str) -> Vec<Value> {
+    sb.read(RECEIVED)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["path"].as_str().unwrap().starts_with(path_prefix))
+        .collect()
+}
+
+/// The event names of what `path_prefix` received (discord: the embed's
+/// Event field; webhook: unitwatch.event).
+fn events(rs: &[Value]) -> Vec<String> {
+    rs.iter()
+        .map(|r| {
+            let b = &r["body"];
+            if let Some(e) = b["unitwatch"]["event"].as_str() {
+                return e.to_string();
+            }
+            b["embeds"][0]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == "Event")
+                .unwrap()["value"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn count(v: &[String], e: &str) -> usize {
+    v.iter().filter(|x| *x == e).count()
+}
+
+fn restarted(sb: &Sandbox) -> usize {
+    sb.journal("UNITWATCH_EVENT=unit-restarted UNITWATCH_UNIT=worker.service")
+        .len()
+}
+
+#[test]
+fn a_crash_loop_alerts_once_and_the_restart_limit_pings() {
+    let sb = Sandbox::boot("alerts");
+    sb.ok(&format!(
+        "systemd-run --unit=receiver /usr/bin/python3 {}/tests/alert_receiver.py 8099 {RECEIVED}",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    sb.wait_for("the receiver", Duration::from_secs(10), || {
+        sb.sh("ss -ltn | grep -q 127.0.0.1:8099")
+            .status
+            .success()
+            .then_some(())
+    });
+    sb.unit("worker.service", WORKER);
+    sb.ok("systemctl start worker");
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"1s\"\n\
+         [backoff]\ninitial = \"1s\"\nmax = \"2s\"\nmax_restarts_per_hour = 3\n\
+         [[unit]]\nname = \"worker.service\"\n\
+         [[alert]]\ntype = \"discord\"\nurl = \"http://127.0.0.1:8099/api/webhooks/1/d1sc0rd-t0ken\"\nmention = \"<@&4242>\"\n\
+         [[alert]]\ntype = \"webhook\"\nname = \"hook\"\nurl = \"http://127.0.0.1:8099/hook\"\ncooldown = \"25s\"\n\
+         [[alert]]\ntype = \"slack\"\nname = \"gone\"\nurl_env = \"SLACK_URL\"\n",
+        "Environment=SLACK_URL=http://127.0.0.1:8099/gone/T0/B0/sl4ck-t0ken",
+    );
+    sb.wait_for("daemon-started on discord", Duration::from_secs(10), || {
+        (events(&received(&sb, "/api/webhooks/1/")) == ["daemon-started"]).then_some(())
+    });
+
+    // A burst of three kills, each restarted (1 s, 2 s, 2 s) and back.
+    for i in 0..3 {
+        sb.kill_main("worker.service");
+        sb.wait_for("the restart", Duration::from_secs(15), || {
+            (restarted(&sb) > i).then_some(())
+        });
+        sb.wait_active("worker.service", Duration::from_secs(5));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for prefix in ["/api/webhooks/1/", "/hook"] {
+        let ev = events(&received(&sb, prefix));
+        assert_eq!(count(&ev, "unit-failed"), 1, "{prefix}: {ev:?}");
+        assert_eq!(count(&ev, "unit-restarted"), 1, "{prefix}: {ev:?}");
+        assert_eq!(count(&ev, "unit-recovered"), 1, "{prefix}: {ev:?}");
+    }
+    let discord = received(&sb, "/api/webhooks/1/");
+    let severity = |r: &Value| r["body"]["embeds"][0]["fields"][0]["value"].clone();
+    let sevs: Vec<Value> = discord.iter().map(severity).collect();
+    assert_eq!(
+        sevs,
+        ["INFO", "ERROR", "ERROR", "INFO"],
+        "started, failed, restarted, recovered"
+    );
+    let st = sb.status_json();
+    let view = |n: &str| {
+        st["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(view("discord")["suppressed_total"], 6, "{st}");
+    assert_eq!(view("discord")["sent_total"], 4, "{st}");
+
+    // Past the hook's cooldown (25 s after its first failure alert), a 4th
+    // kill: the failure goes out with the count of the two held back, and
+    // 3 restarts in the hour are the limit: one CRITICAL, with the mention.
+    let hook = received(&sb, "/hook");
+    let first_failure_at = hook
+        .iter()
+        .find(|r| r["body"]["unitwatch"]["event"] == "unit-failed")
+        .unwrap()["at"]
+        .as_f64()
+        .unwrap();
+    let now: f64 = sb.ok("date +%s.%N").trim().parse().unwrap();
+    let wait = 25.5 - (now - first_failure_at);
+    if wait > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(wait));
+    }
+    sb.kill_main("worker.service");
+    sb.wait_for("the critical on discord", Duration::from_secs(10), || {
+        let ev = events(&received(&sb, "/api/webhooks/1/"));
+        (count(&ev, "restart-limit") == 1).then_some(())
+    });
+    let hook = received(&sb, "/hook");
+    let failures: Vec<&Value> = hook
+        .iter()
+        .filter(|r| r["body"]["unitwatch"]["event"] == "unit-failed")
+        .collect();
+    assert_eq!(failures.len(), 2);
+    assert_eq!(failures[1]["body"]["unitwatch"]["suppressed"], 2);
+    assert!(
+        failures[1]["body"]["alerts"][0]["annotations"]["suppressed"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 more like it since ")
+    );
+    let discord = received(&sb, "/api/webhooks/1/");
+    let ev = events(&discord);
+    assert_eq!(
+        count(&ev, "unit-failed"),
+        1,
+        "discord's cooldown is 5m: {ev:?}"
+    );
+    let crit: Vec<&Value> = discord
+        .iter()
+        .filter(|r| severity(r) == "CRITICAL")
+        .collect();
+    assert_eq!(crit.len(), 1);
+    let body = &crit[0]["body"];
+    assert!(body["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("<@&4242> CRITICAL "));
+    assert_eq!(
+        body["allowed_mentions"]["roles"],
+        serde_json::json!(["4242"])
+    );
+    assert_eq!(body["embeds"][0]["color"], 0x992D22);
+
+    // The dead channel (404): given up on each time, one journal error.
+    let gone = received(&sb, "/gone/");
+    assert!(gone.len() >= 5, "{}", gone.len());
+    let errors = sb.journal("UNITWATCH_CHANNEL=gone PRIORITY=3");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let msg = harness::field(&errors[0], "MESSAGE");
+    assert!(
+        msg.contains("gave up on") && msg.contains("HTTP 404"),
+        "{msg}"
+    );
+    let all = sb.sh_out("journalctl -o json --no-pager");
+    assert!(!all.contains("sl4ck-t0ken") && !all.contains("d1sc0rd-t0ken"));
+    assert!(!sb
+        .read("/run/unitwatch/status.json")
+        .unwrap()
+        .contains("t0ken"));
+
+    // A restart of unitwatchd within the cooldown: daemon-started is not
+    // sent again; the state is where it belongs.
+    let started = Instant::now();
+    sb.ok("systemctl restart unitwatch");
+    sb.wait_for(
+        "the restart's daemon-started",
+        Duration::from_secs(10),
+        || (sb.journal("UNITWATCH_EVENT=daemon-started").len() == 2).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let ev = events(&received(&sb, "/api/webhooks/1/"));
+    assert_eq!(
+        count(&ev, "daemon-started"),
+        1,
+        "{ev:?} after {:?}",
+        started.elapsed()
+    );
+    let stat = sb.ok("stat -c '%U %a' /var/lib/unitwatch/alerts.json");
+    assert_eq!(stat.trim(), "unitwatch 640");
+    let state: Value =
+        serde_json::from_str(&sb.read("/var/lib/unitwatch/alerts.json").unwrap()).unwrap();
+    assert!(
+        state["channels"]["discord"]["keys"]["unitwatchd daemon-started info"].is_object(),
+        "{state}"
+    );
+}
