@@ -126,7 +126,7 @@ pub const CONFIG_KEYS: &[KeyDoc] = &[
     k("[alert]", "units", "all", "[\"worker*.service\"]",
       "Glob patterns: events about a unit go out only if the unit matches one. Events about no unit (unitwatchd itself, disks, memory) are not filtered by it."),
     k("[alert]", "checks", "all", "[\"disk:*\", \"heartbeat:*\"]",
-      "Glob patterns on check keys (disk:/:utilization, heartbeat:/path:age, memory:system:utilization): events about a check go out only if it matches one."),
+      "Glob patterns on check keys (disk:/:utilization, heartbeat:/path:age, memory:utilization): events about a check go out only if it matches one."),
     k("[alert]", "cooldown", "\"300s\"", "\"5m\"",
       "The same alert (channel, unit or check, event, severity) is sent once per cooldown; the ones held back are counted, and the count goes with the next one sent. A recovery of a problem sent goes out at once. A problem held back after a recovery was sent goes out when its cooldown ends, unless the unit recovered again meanwhile. The state is kept in state_dir/alerts.json across restarts."),
     k("[alert]", "timeout", "\"10s\"", "\"10s\"",

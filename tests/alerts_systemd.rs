@@ -221,4 +221,33 @@ fn a_crash_loop_alerts_once_and_the_restart_limit_pings() {
         state["channels"]["discord"]["keys"]["unitwatchd daemon-started info"].is_object(),
         "{state}"
     );
+
+    // Reload: a channel whose secret is missing is refused, with the file
+    // and variable named, and the running channels kept ...
+    let cfg = sb.read("/etc/unitwatch/unitwatch.toml").unwrap();
+    let gone_table = "[[alert]]\ntype = \"slack\"\nname = \"gone\"\nurl_env = \"SLACK_URL\"\n";
+    assert!(cfg.contains(gone_table));
+    sb.write(
+        "/etc/unitwatch/unitwatch.toml",
+        &cfg.replace("url_env = \"SLACK_URL\"", "url_env = \"NOT_SET\""),
+    );
+    sb.ok("systemctl reload unitwatch");
+    let rejected = sb.wait_for("config-rejected", Duration::from_secs(10), || {
+        sb.journal("UNITWATCH_EVENT=config-rejected").pop()
+    });
+    let msg = harness::field(&rejected, "MESSAGE");
+    assert!(
+        msg.contains("alert channel gone: url_env: the environment variable NOT_SET is not set"),
+        "{msg}"
+    );
+    assert_eq!(sb.status_json()["alerts"].as_array().unwrap().len(), 3);
+    // ... and one without the dead channel is in force at once.
+    sb.write(
+        "/etc/unitwatch/unitwatch.toml",
+        &cfg.replace(gone_table, ""),
+    );
+    sb.ok("systemctl reload unitwatch");
+    sb.wait_for("two channels", Duration::from_secs(10), || {
+        (sb.status_json()["alerts"].as_array().unwrap().len() == 2).then_some(())
+    });
 }

@@ -921,7 +921,7 @@ mod tests {
         c.checks = vec!["disk:*".into()];
         let f = Filter::new(&c);
         let mut disk = Event::new(crate::events::Kind::CheckChanged, Severity::Error, "m");
-        disk.check = Some("memory:system:utilization".into());
+        disk.check = Some("memory:utilization".into());
         assert!(!f.passes(&disk, false));
     }
 
