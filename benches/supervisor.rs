@@ -61,19 +61,53 @@ fn realtime_us() -> u64 {
 /// in the sandbox) every 10 s, six times the default rate.
 const TELEMETRY: &str = "[telemetry]\ninterval = \"10s\"\n";
 
-/// Detection latency, and where the restart overhead goes; with
-/// `telemetry` the OTLP export runs to a collector meanwhile. Returns the
-/// detection median and p99.
-fn latency_and_overhead(telemetry: bool) -> (f64, f64) {
+/// Alert channels that never answer: a listener in the sandbox that takes
+/// connections and never reads them, so each delivery waits out its
+/// timeout and its retries, and the queues fill. `cooldown = "0s"`: every
+/// event is an alert.
+const DEAD_ALERTS: &str = "[[alert]]\ntype = \"discord\"\nurl = \"http://127.0.0.1:8099/api/webhooks/1/x\"\ncooldown = \"0s\"\n\
+[[alert]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:8099/hook\"\ncooldown = \"0s\"\n";
+
+fn start_dead_receiver(sb: &Sandbox) {
+    sb.ok("systemd-run --unit=deadhook /usr/bin/python3 -c \
+           'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",8099)); s.listen(1024); time.sleep(86400)'");
+    sb.wait_for("the dead receiver", Duration::from_secs(10), || {
+        sb.sh("ss -ltn | grep -q 127.0.0.1:8099")
+            .status
+            .success()
+            .then_some(())
+    });
+}
+
+/// What runs beside the supervisor in a detection run.
+#[derive(Clone, Copy, PartialEq)]
+enum Beside {
+    Nothing,
+    /// The OTLP export to a real collector.
+    Otlp,
+    /// Two alert channels that never answer.
+    DeadAlerts,
+}
+
+/// Detection latency, and where the restart overhead goes, with `beside`
+/// running meanwhile. Returns the detection median and p99.
+fn latency_and_overhead(beside: Beside) -> (f64, f64) {
     let sb = boot_with_units("bench-latency");
     let delay_ms = 100.0;
-    if telemetry {
-        sb.start_rotel();
-    }
+    let extra = match beside {
+        Beside::Nothing => "",
+        Beside::Otlp => {
+            sb.start_rotel();
+            TELEMETRY
+        }
+        Beside::DeadAlerts => {
+            start_dead_receiver(&sb);
+            DEAD_ALERTS
+        }
+    };
     sb.start_unitwatch(
         &units_config(&format!(
-            "[backoff]\ninitial = \"100ms\"\nfactor = 1.0\nmax = \"100ms\"\nmax_restarts_per_hour = 1000\n{}",
-            if telemetry { TELEMETRY } else { "" }
+            "[backoff]\ninitial = \"100ms\"\nfactor = 1.0\nmax = \"100ms\"\nmax_restarts_per_hour = 1000\n{extra}"
         )),
         "",
     );
@@ -128,7 +162,11 @@ fn latency_and_overhead(telemetry: bool) -> (f64, f64) {
     }
     println!(
         "\n== detection and restart ({UNITS} units watched, {kills} kills, initial = 100ms{})",
-        if telemetry { ", OTLP export on" } else { "" }
+        match beside {
+            Beside::Nothing => "",
+            Beside::Otlp => ", OTLP export on",
+            Beside::DeadAlerts => ", two alert channels that never answer",
+        }
     );
     let (det_med, det_p99, _) = summarize("detection: kill -> unit-failed journal entry", detect);
     println!(
@@ -150,14 +188,26 @@ fn latency_and_overhead(telemetry: bool) -> (f64, f64) {
     println!(
         "   for scale: monit at its 1 s cycle brings a killed service back after ~530 ms median"
     );
-    if telemetry {
+    if beside == Beside::Otlp {
         let t = &sb.status_json()["telemetry"];
         println!(
             "   OTLP meanwhile: {} exports accepted, {} failed",
             t["exports_total"], t["export_failures_total"]
         );
     }
+    if beside == Beside::DeadAlerts {
+        print_alerts(&sb.status_json());
+    }
     (det_med, det_p99)
+}
+
+fn print_alerts(snap: &serde_json::Value) {
+    for c in snap["alerts"].as_array().into_iter().flatten() {
+        println!(
+            "   alert channel {}: {} sent, {} given up, {} queued, {} dropped",
+            c["name"], c["sent_total"], c["failed_total"], c["queued"], c["dropped_total"]
+        );
+    }
 }
 
 /// CLOCK_MONOTONIC (µs) at which journald got systemd's "Main process
@@ -197,6 +247,9 @@ enum Export {
     On,
     /// To a port nobody listens on: every export fails, events queue.
     CollectorDown,
+    /// No OTLP; two alert channels that never answer, a unit killed every
+    /// second.
+    DeadAlerts,
 }
 
 /// RSS and CPU of the daemon over UNITWATCH_BENCH_SECS (default 60 s).
@@ -210,6 +263,10 @@ fn footprint(export: Export) -> u64 {
             TELEMETRY.to_string()
         }
         Export::CollectorDown => format!("{TELEMETRY}endpoint = \"http://127.0.0.1:9\"\n"),
+        Export::DeadAlerts => {
+            start_dead_receiver(&sb);
+            DEAD_ALERTS.to_string()
+        }
     };
     sb.start_unitwatch(&units_config(&telemetry), "");
     let pid = sb.prop("unitwatch", "MainPID");
@@ -221,7 +278,7 @@ fn footprint(export: Export) -> u64 {
     std::thread::sleep(Duration::from_secs(2));
     let ticks0 = cpu_ticks(&sb, &pid);
     let ns0: u64 = sb.prop("unitwatch", "CPUUsageNSec").parse().unwrap_or(0);
-    if export == Export::CollectorDown {
+    if matches!(export, Export::CollectorDown | Export::DeadAlerts) {
         // Events while the collector is away: a unit killed every second
         // (failed, restart scheduled, restarted, recovered ...).
         let end = std::time::Instant::now() + Duration::from_secs(secs);
@@ -252,6 +309,7 @@ fn footprint(export: Export) -> u64 {
         Export::Off => "OTLP export off",
         Export::On => "OTLP export on, every 10 s",
         Export::CollectorDown => "OTLP export on, collector down, a unit killed every second",
+        Export::DeadAlerts => "two alert channels that never answer, a unit killed every second",
     };
     println!(
         "\n== footprint ({UNITS} units, interval = 1s, {secs} s, {sweeps} checks per sweep, {what})"
@@ -267,6 +325,8 @@ fn footprint(export: Export) -> u64 {
             "   target: below monit on the same job (about 8 MB RSS, 0.15 % of a core): {}",
             verdict(rss < 8 * 1024 && cpu_ms / (secs as f64 * 1000.0) * 100.0 < 0.15)
         );
+    } else if export == Export::DeadAlerts {
+        print_alerts(&snap);
     } else {
         let t = &snap["telemetry"];
         println!(
@@ -282,11 +342,13 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let (off_med, _) = latency_and_overhead(false);
-    let (on_med, _) = latency_and_overhead(true);
+    let (off_med, _) = latency_and_overhead(Beside::Nothing);
+    let (on_med, _) = latency_and_overhead(Beside::Otlp);
+    let (dead_med, _) = latency_and_overhead(Beside::DeadAlerts);
     let rss_off = footprint(Export::Off);
     let rss_on = footprint(Export::On);
     let rss_down = footprint(Export::CollectorDown);
+    let rss_dead = footprint(Export::DeadAlerts);
     println!("\n== the OTLP export's cost");
     let extra_mb = |kb: u64| (kb as f64 - rss_off as f64) / 1024.0;
     println!(
@@ -301,5 +363,14 @@ fn main() {
     println!(
         "detection median {off_med:.2} ms off, {on_med:.2} ms on; target: no measurable change (within 1 ms): {}",
         verdict(on_med <= off_med + 1.0)
+    );
+    println!("\n== dead alert channels");
+    println!(
+        "RSS +{:.2} MB with two channels that never answer for the whole run (bounded by queue_size = 100 each)",
+        extra_mb(rss_dead)
+    );
+    println!(
+        "detection median {off_med:.2} ms without, {dead_med:.2} ms with them; target: a dead channel blocks nothing (within 1 ms): {}",
+        verdict(dead_med <= off_med + 1.0)
     );
 }

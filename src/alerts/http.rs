@@ -4,8 +4,76 @@
 
 use std::time::Duration;
 
-use super::secret::Secret;
-use super::{DeliveryError, Retry};
+use super::secret::{url_host, Secret};
+use super::{Alert, AlertError, ChannelSpec, DeliveryError, Notifier, Retry, SendFuture};
+
+/// A chat webhook (Discord, Slack): its module renders the JSON body, with
+/// the channel's `mention` for CRITICAL alerts; this posts it.
+pub struct ChatHook {
+    hook: Hook,
+    mention: Option<String>,
+    render: fn(&Alert, Option<&str>) -> serde_json::Value,
+}
+
+impl ChatHook {
+    pub fn new(
+        spec: &ChannelSpec,
+        render: fn(&Alert, Option<&str>) -> serde_json::Value,
+    ) -> Result<ChatHook, AlertError> {
+        Ok(ChatHook {
+            hook: Hook::new(spec)?,
+            mention: spec.config.mention.clone(),
+            render,
+        })
+    }
+}
+
+impl Notifier for ChatHook {
+    fn send<'a>(&'a self, alert: &'a Alert) -> SendFuture<'a> {
+        Box::pin(async move {
+            let body = (self.render)(alert, self.mention.as_deref());
+            self.hook
+                .post(serde_json::to_vec(&body).expect("serializes"), &[])
+                .await
+        })
+    }
+    fn destination(&self) -> String {
+        self.hook.destination()
+    }
+}
+
+/// A webhook destination: the URL (a secret) and a client for it.
+pub struct Hook {
+    url: Secret,
+    client: reqwest::Client,
+}
+
+impl Hook {
+    pub fn new(spec: &ChannelSpec) -> Result<Hook, AlertError> {
+        let setup = |message: String| AlertError::Setup {
+            channel: spec.name.clone(),
+            message,
+        };
+        Ok(Hook {
+            url: spec.url.clone().ok_or_else(|| setup("no url".into()))?,
+            client: client(spec.config.timeout).map_err(setup)?,
+        })
+    }
+
+    /// POSTs `body` (JSON) with `headers`.
+    pub async fn post(
+        &self,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> Result<(), DeliveryError> {
+        post_json(&self.client, &self.url, body, headers).await
+    }
+
+    /// Scheme and host: where it goes, without the token.
+    pub fn destination(&self) -> String {
+        url_host(self.url.expose())
+    }
+}
 
 /// A client for one channel: no redirects (a webhook that redirects is
 /// misconfigured, and following one could carry the body elsewhere), the

@@ -2,7 +2,10 @@
 //!
 //! Every event goes to the journal (events.rs); this module sends the ones
 //! a person should hear of to the `[[alert]]` channels. Each channel type
-//! is one module behind [`Notifier`], registered in [`notifier`]. The
+//! is one module, registered in [`notifier`], the one list of them, as a
+//! [`Notifier`]: discord.rs and slack.rs render their JSON and share the
+//! chat webhook's delivery (http.rs); webhook.rs and email.rs deliver
+//! their own way. The
 //! daemon's thread only filters, de-duplicates (dedup.rs) and queues, under
 //! a lock held for microseconds; each channel has its own bounded queue and
 //! worker task that delivers with a timeout and retries, so a dead or slow
@@ -277,8 +280,8 @@ pub fn resolve(
 /// The registry of channel types: one arm per module.
 pub fn notifier(spec: &ChannelSpec) -> Result<Box<dyn Notifier>, AlertError> {
     Ok(match spec.config.kind {
-        AlertType::Discord => Box::new(discord::Discord::new(spec)?),
-        AlertType::Slack => Box::new(slack::Slack::new(spec)?),
+        AlertType::Discord => Box::new(http::ChatHook::new(spec, discord::payload)?),
+        AlertType::Slack => Box::new(http::ChatHook::new(spec, slack::payload)?),
         AlertType::Webhook => Box::new(webhook::Webhook::new(spec)?),
         AlertType::Email => Box::new(email::Email::new(spec)?),
     })
@@ -818,6 +821,10 @@ mod tests {
         Alert::test("t", "h")
     }
 
+    async fn run(n: &Scripted, timeout: Duration) -> Delivered {
+        deliver(n, &alert(), FAST, timeout, &Redactor::default()).await
+    }
+
     #[tokio::test]
     async fn retries_until_delivered_and_counts_attempts() {
         let n = scripted(vec![
@@ -828,14 +835,7 @@ mod tests {
                 "429",
             ))),
         ]);
-        let r = deliver(
-            &n,
-            &alert(),
-            FAST,
-            Duration::from_millis(50),
-            &Redactor::default(),
-        )
-        .await;
+        let r = run(&n, Duration::from_millis(50)).await;
         assert_eq!(r, Ok(4));
     }
 
@@ -843,42 +843,20 @@ mod tests {
     async fn gives_up_after_the_last_attempt_or_at_once_when_pointless() {
         let e = || Some(Err(DeliveryError::new(Retry::Backoff, "HTTP 503")));
         let n = scripted(vec![e(), e(), e(), e(), e()]);
-        let (err, attempts) = deliver(
-            &n,
-            &alert(),
-            FAST,
-            Duration::from_secs(1),
-            &Redactor::default(),
-        )
-        .await
-        .unwrap_err();
+        let (err, attempts) = run(&n, Duration::from_secs(1)).await.unwrap_err();
         assert_eq!((attempts, err.message.as_str()), (4, "HTTP 503"));
         let n = scripted(vec![Some(Err(DeliveryError::new(
             Retry::Never,
             "HTTP 404",
         )))]);
-        let r = deliver(
-            &n,
-            &alert(),
-            FAST,
-            Duration::from_secs(1),
-            &Redactor::default(),
-        )
-        .await;
+        let r = run(&n, Duration::from_secs(1)).await;
         assert_eq!(r.unwrap_err().1, 1);
         // A 429 asking for longer than max_wait is not waited for.
         let n = scripted(vec![Some(Err(DeliveryError::new(
             Retry::After(Duration::from_secs(3600)),
             "HTTP 429",
         )))]);
-        let r = deliver(
-            &n,
-            &alert(),
-            FAST,
-            Duration::from_secs(1),
-            &Redactor::default(),
-        )
-        .await;
+        let r = run(&n, Duration::from_secs(1)).await;
         assert_eq!(r.unwrap_err().1, 1);
     }
 

@@ -8,32 +8,9 @@
 
 use serde_json::{json, Value};
 
-use super::http::{client, post_json, truncate};
-use super::secret::{url_host, Secret};
-use super::{Alert, AlertError, ChannelSpec, Notifier, SendFuture};
+use super::http::truncate;
+use super::Alert;
 use crate::events::Severity;
-
-pub struct Slack {
-    url: Secret,
-    mention: Option<String>,
-    client: reqwest::Client,
-}
-
-impl Slack {
-    pub fn new(spec: &ChannelSpec) -> Result<Self, AlertError> {
-        Ok(Slack {
-            url: spec.url.clone().ok_or_else(|| AlertError::Setup {
-                channel: spec.name.clone(),
-                message: "no url".into(),
-            })?,
-            mention: spec.config.mention.clone(),
-            client: client(spec.config.timeout).map_err(|message| AlertError::Setup {
-                channel: spec.name.clone(),
-                message,
-            })?,
-        })
-    }
-}
 
 /// Slack's mrkdwn needs `&`, `<` and `>` escaped in text that is not markup.
 pub fn escape(s: &str) -> String {
@@ -87,19 +64,6 @@ pub fn payload(a: &Alert, mention: Option<&str>) -> Value {
             {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(&escape(&context), 3000)}]},
         ],
     })
-}
-
-impl Notifier for Slack {
-    fn send<'a>(&'a self, alert: &'a Alert) -> SendFuture<'a> {
-        Box::pin(async move {
-            let body =
-                serde_json::to_vec(&payload(alert, self.mention.as_deref())).expect("serializes");
-            post_json(&self.client, &self.url, body, &[]).await
-        })
-    }
-    fn destination(&self) -> String {
-        url_host(self.url.expose())
-    }
 }
 
 #[cfg(test)]

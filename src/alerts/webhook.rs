@@ -10,32 +10,24 @@
 
 use serde_json::{json, Value};
 
-use super::http::{client, post_json};
-use super::secret::{url_host, Secret};
+use super::http::Hook;
+use super::secret::Secret;
 use super::{Alert, AlertError, ChannelSpec, Notifier, SendFuture};
 
 pub struct Webhook {
     name: String,
-    url: Secret,
+    hook: Hook,
     secret: Option<Secret>,
     header: String,
-    client: reqwest::Client,
 }
 
 impl Webhook {
     pub fn new(spec: &ChannelSpec) -> Result<Self, AlertError> {
         Ok(Webhook {
             name: spec.name.clone(),
-            url: spec.url.clone().ok_or_else(|| AlertError::Setup {
-                channel: spec.name.clone(),
-                message: "no url".into(),
-            })?,
+            hook: Hook::new(spec)?,
             secret: spec.secret.clone(),
             header: spec.config.signature_header.clone(),
-            client: client(spec.config.timeout).map_err(|message| AlertError::Setup {
-                channel: spec.name.clone(),
-                message,
-            })?,
         })
     }
 }
@@ -126,11 +118,11 @@ impl Notifier for Webhook {
                 .map(|k| (self.header.as_str(), sign(k, &body)))
                 .into_iter()
                 .collect();
-            post_json(&self.client, &self.url, body, &headers).await
+            self.hook.post(body, &headers).await
         })
     }
     fn destination(&self) -> String {
-        url_host(self.url.expose())
+        self.hook.destination()
     }
 }
 
