@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::alerts::secret::Secret;
+
 /// Where the daemon and the CLI look when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/unitwatch/unitwatch.toml";
 
@@ -123,7 +125,7 @@ pub struct AlertConfig {
     /// The webhook URL (discord, slack, webhook): a secret, so it can come
     /// from a file or a variable of the environment instead.
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<Secret>,
     #[serde(default)]
     pub url_file: Option<PathBuf>,
     #[serde(default)]
@@ -134,7 +136,7 @@ pub struct AlertConfig {
     pub mention: Option<String>,
     /// The webhook's HMAC-SHA256 key.
     #[serde(default)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
     #[serde(default)]
@@ -154,7 +156,7 @@ pub struct AlertConfig {
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     #[serde(default)]
@@ -950,7 +952,10 @@ fn alert_problems(alerts: &[AlertConfig], bad: &mut impl FnMut(Vec<KeySeg>, Stri
             http,
         );
         // The value is a secret: the message names the key, not the URL.
-        if a.url.as_deref().is_some_and(|u| check_http_url(u).is_err()) {
+        if a.url
+            .as_ref()
+            .is_some_and(|u| check_http_url(u.expose()).is_err())
+        {
             bad(
                 at("url"),
                 "is not an http:// or https:// URL with a host".into(),

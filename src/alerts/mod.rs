@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 
 use crate::config::{AlertConfig, AlertType, Config};
 use crate::events::{Event, EventSink, Severity, Slot};
-use crate::fsutil::{load_or_move_aside, write_atomic, Corrupt, LoadError, WriteError};
+use crate::fsutil::{load_or_move_aside, write_atomic, Corrupt, LoadError};
 pub use dedup::{StateFile, Verdict};
 use secret::{Redactor, Secret};
 
@@ -235,7 +235,7 @@ pub fn resolve(
         let url = secret::resolve(
             &name,
             "url",
-            a.url.as_deref(),
+            a.url.as_ref(),
             a.url_file.as_deref(),
             a.url_env.as_deref(),
             env,
@@ -253,7 +253,7 @@ pub fn resolve(
         let secret = secret::resolve(
             &name,
             "secret",
-            a.secret.as_deref(),
+            a.secret.as_ref(),
             a.secret_file.as_deref(),
             a.secret_env.as_deref(),
             env,
@@ -261,7 +261,7 @@ pub fn resolve(
         let password = secret::resolve(
             &name,
             "password",
-            a.password.as_deref(),
+            a.password.as_ref(),
             a.password_file.as_deref(),
             a.password_env.as_deref(),
             env,
@@ -516,6 +516,7 @@ struct Inner {
     state_path: PathBuf,
     dirty: AtomicBool,
     changed: Notify,
+    writing: Mutex<()>,
     host: String,
 }
 
@@ -546,8 +547,10 @@ impl Inner {
         self.changed.notify_one();
     }
 
-    /// Sends what is owed, prunes and saves; returns when next to look.
-    fn tend(&self, now: SystemTime) -> Option<SystemTime> {
+    /// Sends what is owed and prunes; returns when next to look, and the
+    /// state's bytes when it changed (written by [`Inner::persist`], off
+    /// the lock).
+    fn tend(&self, now: SystemTime) -> (Option<SystemTime>, Option<Vec<u8>>) {
         let mut state = lock(&self.state);
         let mut next: Option<SystemTime> = None;
         for ch in &self.channels {
@@ -572,23 +575,26 @@ impl Inner {
                 (a, b) => a.or(b),
             };
         }
-        if self.dirty.swap(false, Ordering::Relaxed) {
-            let names: Vec<&str> = self.channels.iter().map(|c| c.spec.name.as_str()).collect();
-            // Channels no longer configured are forgotten.
-            state.channels.retain(|n, _| names.contains(&n.as_str()));
-            if let Err(e) = save(&self.state_path, &state) {
-                log::error!("{e}");
-                self.dirty.store(true, Ordering::Relaxed);
-            }
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return (next, None);
         }
-        next
+        let names: Vec<&str> = self.channels.iter().map(|c| c.spec.name.as_str()).collect();
+        // Channels no longer configured are forgotten.
+        state.channels.retain(|n, _| names.contains(&n.as_str()));
+        let mut json = serde_json::to_vec_pretty(&*state).expect("alert state serializes");
+        json.push(b'\n');
+        (next, Some(json))
     }
-}
 
-fn save(path: &std::path::Path, state: &StateFile) -> Result<(), WriteError> {
-    let mut json = serde_json::to_vec_pretty(state).expect("alert state serializes");
-    json.push(b'\n');
-    write_atomic(path, &json, 0o640)
+    /// Writes the state (atomically); one writer at a time, so that a late
+    /// write of older bytes cannot follow the last one.
+    fn persist(&self, bytes: &[u8]) {
+        let _one = lock(&self.writing);
+        if let Err(e) = write_atomic(&self.state_path, bytes, 0o640) {
+            log::error!("{e}");
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Loads alerts.json; a corrupt one is moved aside and reported, never
@@ -626,7 +632,8 @@ impl EventSink for Sink {
 /// The running alert channels. Dropping it stops the tasks.
 pub struct Alerts {
     inner: Arc<Inner>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    keeper: tokio::task::JoinHandle<()>,
 }
 
 /// The host name alerts carry.
@@ -675,16 +682,21 @@ impl Alerts {
             state_path,
             dirty: AtomicBool::new(false),
             changed: Notify::new(),
+            writing: Mutex::new(()),
             host: host_name(),
         });
-        let mut tasks: Vec<_> = inner
+        let workers: Vec<_> = inner
             .channels
             .iter()
             .map(|c| tokio::spawn(c.clone().work()))
             .collect();
-        tasks.push(tokio::spawn(keep_state(Arc::downgrade(&inner))));
+        let keeper = tokio::spawn(keep_state(inner.clone()));
         crate::events::set_sink(Slot::Alerts, Some(Arc::new(Sink(Arc::downgrade(&inner)))));
-        Ok(Alerts { inner, tasks })
+        Ok(Alerts {
+            inner,
+            workers,
+            keeper,
+        })
     }
 
     pub fn view(&self) -> Vec<ChannelView> {
@@ -705,29 +717,35 @@ impl Alerts {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.keeper.abort();
         self.inner.dirty.store(true, Ordering::Relaxed);
-        self.inner.tend(SystemTime::now());
+        if let (_, Some(bytes)) = self.inner.tend(SystemTime::now()) {
+            self.inner.persist(&bytes);
+        }
     }
 }
 
 impl Drop for Alerts {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in &self.workers {
             t.abort();
         }
+        self.keeper.abort();
     }
 }
 
-async fn keep_state(inner: Weak<Inner>) {
+async fn keep_state(inner: Arc<Inner>) {
     loop {
-        let (next, changed) = {
-            let Some(i) = inner.upgrade() else { return };
-            let next = i.tend(SystemTime::now());
-            (next, i.clone())
-        };
+        let (next, bytes) = inner.tend(SystemTime::now());
+        if let Some(bytes) = bytes {
+            // The fsyncs off the daemon's thread: its runtime has only that
+            // one, and a restart must not wait for a disk.
+            let i = inner.clone();
+            let _ = tokio::task::spawn_blocking(move || i.persist(&bytes)).await;
+        }
         let wait = next.map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
         tokio::select! {
-            _ = changed.changed.notified() => {}
+            _ = inner.changed.notified() => {}
             _ = async {
                 match wait {
                     Some(w) => tokio::time::sleep(w).await,
@@ -735,7 +753,6 @@ async fn keep_state(inner: Weak<Inner>) {
                 }
             } => {}
         }
-        drop(changed);
     }
 }
 

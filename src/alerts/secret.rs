@@ -7,8 +7,10 @@ use std::path::Path;
 use super::AlertError;
 
 /// A secret value. Its `Debug` and `Display` print `[redacted]`, so it
-/// cannot reach a log line by accident.
-#[derive(Clone, PartialEq, Eq)]
+/// cannot reach a log line by accident (the config's own secret keys are
+/// of this type too).
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -39,13 +41,13 @@ impl fmt::Display for Secret {
 pub fn resolve(
     channel: &str,
     key: &str,
-    value: Option<&str>,
+    value: Option<&Secret>,
     file: Option<&Path>,
     var: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<Secret>, AlertError> {
     if let Some(v) = value {
-        return Ok(Some(Secret::new(v)));
+        return Ok(Some(v.clone()));
     }
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|source| AlertError::SecretFile {
