@@ -70,12 +70,13 @@ fn main() -> ExitCode {
         } => match load(&cli.config) {
             Ok(c) => {
                 println!(
-                    "{}: valid ({} units, {} heartbeats, {} disks, memory check {})",
+                    "{}: valid ({} units, {} heartbeats, {} disks, memory check {}, {} alert channels)",
                     cli.config.display(),
                     c.units.len(),
                     c.heartbeats.len(),
                     c.disks.len(),
-                    if c.memory.is_some() { "on" } else { "off" }
+                    if c.memory.is_some() { "on" } else { "off" },
+                    c.alerts.len()
                 );
                 0
             }
