@@ -62,9 +62,14 @@ fn restarted(sb: &Sandbox) -> usize {
 #[test]
 fn a_crash_loop_alerts_once_and_the_restart_limit_pings() {
     let sb = Sandbox::boot("alerts");
+    // Copied in: the checkout may be under /tmp, which the sandbox does
+    // not see (its /tmp is a fresh tmpfs).
+    sb.write(
+        "/usr/local/share/unitwatch-test/alert_receiver.py",
+        &harness::read_repo("tests/alert_receiver.py"),
+    );
     sb.ok(&format!(
-        "systemd-run --unit=receiver /usr/bin/python3 {}/tests/alert_receiver.py 8099 {RECEIVED}",
-        env!("CARGO_MANIFEST_DIR")
+        "systemd-run --unit=receiver /usr/bin/python3 /usr/local/share/unitwatch-test/alert_receiver.py 8099 {RECEIVED}"
     ));
     sb.wait_for("the receiver", Duration::from_secs(10), || {
         sb.sh("ss -ltn | grep -q 127.0.0.1:8099")
