@@ -404,6 +404,8 @@ struct Channel {
     view: Mutex<ChannelView>,
     /// Set while deliveries fail: one journal error per episode.
     failing: AtomicBool,
+    /// Set while an alert is being tried.
+    busy: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -434,7 +436,14 @@ impl Channel {
 
     async fn work(self: Arc<Self>) {
         loop {
-            let next = lock(&self.queue).front().cloned();
+            // Taken off the queue while it is tried: the queue holds only
+            // alerts waiting, and what it drops was never tried.
+            let next = {
+                let mut q = lock(&self.queue);
+                let a = q.pop_front();
+                self.busy.store(a.is_some(), Ordering::Relaxed);
+                a
+            };
             let Some(alert) = next else {
                 self.wake.notified().await;
                 continue;
@@ -447,15 +456,13 @@ impl Channel {
                 &self.redactor,
             )
             .await;
-            {
-                let mut q = lock(&self.queue);
-                // Unless the queue overflowed meanwhile and dropped it.
-                if q.front() == Some(&alert) {
-                    q.pop_front();
-                }
-            }
             self.record(&alert, out);
         }
+    }
+
+    /// Anything waiting or being tried?
+    fn pending(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) || !lock(&self.queue).is_empty()
     }
 
     fn record(&self, alert: &Alert, out: Delivered) {
@@ -665,6 +672,7 @@ impl Alerts {
                 wake: Notify::new(),
                 view: Mutex::new(view),
                 failing: AtomicBool::new(false),
+                busy: AtomicBool::new(false),
             }));
         }
         let (state, corrupt) = load_state(&state_path, SystemTime::now())?;
@@ -708,13 +716,7 @@ impl Alerts {
     pub async fn shutdown(self, grace: Duration) {
         crate::events::set_sink(Slot::Alerts, None);
         let deadline = Instant::now() + grace;
-        while Instant::now() < deadline
-            && self
-                .inner
-                .channels
-                .iter()
-                .any(|c| !lock(&c.queue).is_empty())
-        {
+        while Instant::now() < deadline && self.inner.channels.iter().any(|c| c.pending()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.keeper.abort();
