@@ -139,7 +139,8 @@ impl Supervisor {
     }
 
     /// Starts, restarts or stops the alert channels to match `specs`.
-    /// Unchanged channels keep running (and their queues).
+    /// When nothing changed they keep running, with their queues; any
+    /// change restarts them all (their cooldowns carry over in alerts.json).
     pub async fn set_alerts(&mut self, specs: Vec<ChannelSpec>) -> Result<(), AlertError> {
         if self.alerts.as_ref().map(|(s, _)| s) == Some(&specs)
             || (self.alerts.is_none() && specs.is_empty())
