@@ -222,7 +222,7 @@ async fn discord_embed_and_retries_through_429_500_and_a_hang() {
         vec![
             reply(
                 429,
-                r#"{"message": "You are being rate limited.", "retry_after": 0.6, "global": false}"#,
+                r#"{"message": "You are being rate limited.", "retry_after": 2.5, "global": false}"#,
             ),
             reply(500, "oops"),
             Answer::Hang,
@@ -241,16 +241,25 @@ async fn discord_embed_and_retries_through_429_500_and_a_hang() {
     let t0 = Instant::now();
     limit().emit();
     assert!(
-        t0.elapsed() < Duration::from_millis(5),
+        t0.elapsed() < Duration::from_millis(50),
         "emit must not wait"
     );
-    let s = rx.wait(4, Duration::from_secs(15)).await;
-    // 429: the body's retry_after (0.6 s); 500: the first backoff (1 s);
-    // the hang: the 1 s timeout, then 2 s.
-    assert!(gap(&s, 1) >= Duration::from_millis(600), "{:?}", gap(&s, 1));
-    assert!(gap(&s, 1) < Duration::from_millis(950), "{:?}", gap(&s, 1));
-    assert!(gap(&s, 2) >= Duration::from_secs(1) && gap(&s, 2) < Duration::from_millis(1400));
-    assert!(gap(&s, 3) >= Duration::from_secs(3) && gap(&s, 3) < Duration::from_millis(3500));
+    let s = rx.wait(4, Duration::from_secs(20)).await;
+    // 429: the body's retry_after (2.5 s, not the 1 s a backoff would
+    // wait); 500: the first backoff (1 s); the hang: the 1 s timeout, then
+    // 2 s. Lower bounds tight, upper ones loose: a loaded machine is slow,
+    // never early (but for the timeout, counted from the attempt's start,
+    // a little before the receiver sees it).
+    let within = |i: usize, lo: u64, hi: u64| {
+        let g = gap(&s, i);
+        assert!(
+            g >= Duration::from_millis(lo) && g < Duration::from_millis(hi),
+            "gap {i}: {g:?} not in {lo}..{hi} ms"
+        );
+    };
+    within(1, 2500, 3400);
+    within(2, 1000, 1900);
+    within(3, 2900, 4500);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.seen().len(), 4, "delivered: no more attempts");
     assert!(
@@ -500,7 +509,7 @@ async fn cooldown_counts_what_it_holds_back_and_survives_a_restart() {
     );
     let waited = s[3].at - sent_at;
     assert!(
-        waited >= Duration::from_millis(2900) && waited < Duration::from_millis(4000),
+        waited >= Duration::from_millis(2900) && waited < Duration::from_millis(5000),
         "{waited:?}"
     );
     a.shutdown(Duration::from_secs(1)).await;
@@ -540,7 +549,8 @@ async fn a_dead_channel_blocks_nothing_and_leaks_no_secret() {
             dead.wait(1, Duration::from_secs(2)).await;
         }
     }
-    assert!(slowest < Duration::from_millis(5), "emit took {slowest:?}");
+    // Queued, not delivered: a delivery here takes a second or more.
+    assert!(slowest < Duration::from_millis(50), "emit took {slowest:?}");
     let s = good.wait(5, Duration::from_secs(2)).await;
     assert!(
         s[4].at - s[0].at < Duration::from_secs(1),
