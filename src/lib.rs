@@ -19,3 +19,10 @@ pub mod snapshot;
 pub mod systemd;
 pub mod telemetry;
 pub mod units;
+
+/// This machine's host name, as health responses and alerts carry it.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}

@@ -342,7 +342,7 @@ async fn slack_blocks_and_the_retry_after_header() {
         p["text"],
         format!(
             "WARNING {}: Check warning: disk:/:utilization",
-            alerts::host_name()
+            unitwatch::host_name()
         )
     );
     let b = &p["blocks"];
@@ -425,7 +425,7 @@ async fn webhook_is_signed_and_shaped_like_alertmanagers() {
     assert_eq!(al["labels"]["alertname"], "unit-failed");
     assert_eq!(al["labels"]["severity"], "error");
     assert_eq!(al["labels"]["unit"], "worker.service");
-    assert_eq!(al["labels"]["instance"], alerts::host_name());
+    assert_eq!(al["labels"]["instance"], unitwatch::host_name());
     assert_eq!(
         al["annotations"]["description"],
         "worker.service failed (Result=signal)"
@@ -769,7 +769,7 @@ async fn email_over_starttls_and_implicit_tls_with_auth() {
         limit().emit();
         let m = mails(&server.out, 1, &a).await.remove(0);
         a.shutdown(Duration::from_secs(1)).await;
-        let host = alerts::host_name();
+        let host = unitwatch::host_name();
         assert!(m.contains("X-Test-TLS: yes\r\n"), "{mode}: {m}");
         assert!(m.contains("X-Test-Auth: alerts\r\n"), "{mode}: {m}");
         assert!(m.contains("X-Test-Mail-From: unitwatch@vm.test\r\n"), "{m}");
@@ -860,7 +860,7 @@ async fn email_to_a_local_relay_in_plain_smtp() {
     let _ = child.kill();
     let _ = child.wait();
     let out = std::fs::read_to_string(d.path().join("smtpd.out")).unwrap();
-    let host = alerts::host_name();
+    let host = unitwatch::host_name();
     assert!(
         out.contains(&format!(
             "Subject: [unitwatch] ERROR {host}: Unit failed: worker.service"

@@ -232,13 +232,12 @@ pub fn resolve(
     let mut out = Vec::new();
     for (i, a) in config.alerts.iter().enumerate() {
         let name = AlertConfig::channel_name(&config.alerts, i);
-        let url = secret::resolve(
-            &name,
+        let read = |key, value, file, var| secret::resolve(&name, key, value, file, var, env);
+        let url = read(
             "url",
             a.url.as_ref(),
             a.url_file.as_deref(),
             a.url_env.as_deref(),
-            env,
         )?;
         if let Some(u) = &url {
             // Checked here for _file and _env; without the value in the
@@ -250,21 +249,17 @@ pub fn resolve(
                 });
             }
         }
-        let secret = secret::resolve(
-            &name,
+        let secret = read(
             "secret",
             a.secret.as_ref(),
             a.secret_file.as_deref(),
             a.secret_env.as_deref(),
-            env,
         )?;
-        let password = secret::resolve(
-            &name,
+        let password = read(
             "password",
             a.password.as_ref(),
             a.password_file.as_deref(),
             a.password_env.as_deref(),
-            env,
         )?;
         out.push(ChannelSpec {
             name,
@@ -534,11 +529,16 @@ impl Inner {
         }
         let subject = dedup::subject(e);
         let mut state = lock(&self.state);
+        let mut decided = false;
         for ch in &self.channels {
-            let st = state.channels.entry(ch.spec.name.clone()).or_default();
+            // Every channel has its entry from the start: no allocation here.
+            let Some(st) = state.channels.get_mut(&ch.spec.name) else {
+                continue;
+            };
             if !ch.filter.passes(e, st.is_open(subject)) {
                 continue;
             }
+            decided = true;
             match st.decide(e, at, ch.spec.config.cooldown) {
                 Verdict::Send { suppressed, since } => {
                     let mut a = Alert::from_event(e, at, &self.host);
@@ -550,8 +550,11 @@ impl Inner {
             }
         }
         drop(state);
-        self.dirty.store(true, Ordering::Relaxed);
-        self.changed.notify_one();
+        // An event no channel takes changes no state: nothing to write.
+        if decided {
+            self.dirty.store(true, Ordering::Relaxed);
+            self.changed.notify_one();
+        }
     }
 
     /// Sends what is owed and prunes; returns when next to look, and the
@@ -562,7 +565,9 @@ impl Inner {
         let mut next: Option<SystemTime> = None;
         for ch in &self.channels {
             let cooldown = ch.spec.config.cooldown;
-            let st = state.channels.entry(ch.spec.name.clone()).or_default();
+            let Some(st) = state.channels.get_mut(&ch.spec.name) else {
+                continue;
+            };
             for owed in st.take_owed(now, cooldown) {
                 let e = owed.held.event();
                 let mut a = Alert::from_event(&e, owed.held.at.0, &self.host);
@@ -643,13 +648,6 @@ pub struct Alerts {
     keeper: tokio::task::JoinHandle<()>,
 }
 
-/// The host name alerts carry.
-pub fn host_name() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 impl Alerts {
     /// Starts a worker per channel and the state keeper (on the current
     /// Tokio runtime), and routes events to them.
@@ -675,7 +673,10 @@ impl Alerts {
                 busy: AtomicBool::new(false),
             }));
         }
-        let (state, corrupt) = load_state(&state_path, SystemTime::now())?;
+        let (mut state, corrupt) = load_state(&state_path, SystemTime::now())?;
+        for c in &channels {
+            state.channels.entry(c.spec.name.clone()).or_default();
+        }
         if let Some(c) = corrupt {
             log::warn!(
                 "{}: corrupt alert state ({}); moved aside to {}: an alert may be sent twice",
@@ -691,7 +692,7 @@ impl Alerts {
             dirty: AtomicBool::new(false),
             changed: Notify::new(),
             writing: Mutex::new(()),
-            host: host_name(),
+            host: crate::host_name(),
         });
         let workers: Vec<_> = inner
             .channels
@@ -769,7 +770,7 @@ pub async fn send_test(
             return Err(AlertError::NoSuchChannel(n.into()));
         }
     }
-    let host = host_name();
+    let host = crate::host_name();
     let policy = RetryPolicy {
         attempts: 3,
         ..DELIVERY

@@ -279,13 +279,6 @@ fn read_token(path: &Path) -> Result<Vec<u8>, HttpError> {
     Ok(t)
 }
 
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 /// Runs unitwatch-http until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), HttpError> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -296,7 +289,7 @@ pub async fn run(config_path: &Path) -> Result<(), HttpError> {
         .as_deref()
         .map(read_token)
         .transpose()?;
-    let host = hostname();
+    let host = crate::host_name();
     let path = config.status_path();
     let src = Source::new(source::load(&path, &host));
     let mut term = signal(SignalKind::terminate()).map_err(HttpError::Signal)?;
