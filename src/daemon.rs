@@ -676,6 +676,8 @@ impl Supervisor {
 
     /// The full safety-net pass: re-read units, run every check, decide.
     pub async fn sweep(&mut self) {
+        #[cfg(feature = "test-hooks")]
+        self.test_hang().await;
         if let Err(e) = self.refresh_units().await {
             self.lost_bus(&e.to_string());
         }
@@ -686,6 +688,21 @@ impl Supervisor {
         }
         self.persist();
         self.publish();
+    }
+
+    /// Test builds only: a file `test-hang-sweep` in the runtime directory
+    /// makes this sweep wait forever, without blocking the thread, so the
+    /// runtime and its other tasks (the OTLP export, alert workers) go on.
+    /// The watchdog test proves that the pings stop all the same, which
+    /// `kill -STOP` (every thread frozen) could not. The file is removed,
+    /// so the daemon that systemd starts next runs normally.
+    #[cfg(feature = "test-hooks")]
+    async fn test_hang(&self) {
+        let trigger = self.config.daemon.runtime_dir.join("test-hang-sweep");
+        if std::fs::remove_file(&trigger).is_ok() {
+            log::warn!("test hook: this sweep never completes");
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Handles one unit property change from a signal.

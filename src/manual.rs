@@ -595,17 +595,109 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "undocumented keys: {missing:?}");
-        // And the other way: the shipped file shows every key, if only in
-        // a comment.
+        // And the other way: the shipped file shows every documented key,
+        // if only in a comment, under its own table.
+        let pairs = shipped_keys();
         let absent: Vec<String> = CONFIG_KEYS
             .iter()
-            .filter(|d| !shipped.contains(&format!("{} = ", d.key)))
+            .filter(|d| !pairs.iter().any(|(t, k)| t == d.table && k == d.key))
             .map(|d| format!("{}.{}", d.table, d.key))
             .collect();
         assert!(
             absent.is_empty(),
-            "keys the shipped config does not show: {absent:?}"
+            "keys the shipped config does not show under their table: {absent:?}"
         );
+    }
+
+    /// The keys the parser accepts, table by table, asked of the parser
+    /// itself: `deny_unknown_fields` answers an unknown key with the list of
+    /// the fields it expected. Tables are named as in [`KeyDoc::table`]
+    /// (`[unit]` for the array of tables `[[unit]]`).
+    fn parser_keys() -> Vec<(String, Vec<String>)> {
+        fn expected(doc: &str) -> Option<Vec<String>> {
+            let err = toml::from_str::<Config>(doc).err()?.to_string();
+            let list = err.split_once("unknown field `zz_probe`, expected ")?.1;
+            let list = list.lines().next().unwrap_or_default();
+            Some(
+                list.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_string)
+                    .collect(),
+            )
+        }
+        let top = expected("zz_probe = 1").expect("the root is deny_unknown_fields");
+        let mut out = Vec::new();
+        for t in top {
+            if let Some(keys) = expected(&format!("[{t}]\nzz_probe = 1\n")) {
+                out.push((t, keys));
+            } else if let Some(keys) = expected(&format!("[[{t}]]\nzz_probe = 1\n")) {
+                out.push((format!("[{t}]"), keys));
+            } else {
+                panic!("table {t}: the parser lists no fields for an unknown key");
+            }
+        }
+        out
+    }
+
+    /// The (table, key) pairs the shipped config shows, if only in a
+    /// comment, each under its own table header.
+    fn shipped_keys() -> Vec<(String, String)> {
+        let shipped = include_str!("../packaging/unitwatch.toml");
+        let mut table = String::new();
+        let mut out = Vec::new();
+        for line in shipped.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if let Some(t) = l.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                table = t.to_string();
+            } else if let Some((key, _)) = l.split_once(" = ") {
+                let key = key.trim();
+                if !key.contains(' ') {
+                    out.push((table.clone(), key.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_key_the_parser_accepts_is_in_the_manual_and_the_shipped_config() {
+        let tables = parser_keys();
+        // The probe sees what is there (a broken probe would find nothing).
+        let daemon = &tables.iter().find(|(t, _)| t == "daemon").unwrap().1;
+        assert!(daemon.iter().any(|k| k == "interval"), "{daemon:?}");
+        assert!(tables.iter().any(|(t, _)| t == "[unit]"), "{tables:?}");
+        let page = text(config_page().unwrap());
+        let sections: Vec<(&str, &str)> = page
+            .split("\n.SS ")
+            .skip(1)
+            .map(|s| s.split_once('\n').unwrap_or((s, "")))
+            .collect();
+        let shipped = shipped_keys();
+        let mut missing = Vec::new();
+        for (table, keys) in &tables {
+            let heading = format!("[{table}]");
+            let section = sections
+                .iter()
+                .find(|(h, _)| h.trim() == heading)
+                .map(|(_, body)| *body);
+            for key in keys {
+                if !CONFIG_KEYS.iter().any(|d| d.table == table && d.key == key) {
+                    missing.push(format!("{table}.{key}: not in manual::CONFIG_KEYS"));
+                }
+                if !section.is_some_and(|s| s.contains(&format!("\\fB{key}\\fR"))) {
+                    missing.push(format!(
+                        "{table}.{key}: not under {heading} in unitwatch.toml(5)"
+                    ));
+                }
+                if !shipped.iter().any(|(t, k)| t == table && k == key) {
+                    missing.push(format!(
+                        "{table}.{key}: not under {heading} in packaging/unitwatch.toml"
+                    ));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 
     #[test]

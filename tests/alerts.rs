@@ -822,6 +822,89 @@ async fn email_refused_login_is_not_retried_and_not_leaked() {
     a.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A TCP relay on loopback that records every byte the client sends to
+/// `upstream`: what went over the wire, whatever the server made of it.
+fn recording_relay(upstream: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = sent.clone();
+    std::thread::spawn(move || {
+        for client in l.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                return;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Both);
+            });
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = client.read(&mut buf) {
+                    if n == 0 || server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = server.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (port, sent)
+}
+
+/// `tls = "starttls"` is required, not opportunistic: a real server that
+/// offers AUTH but no STARTTLS gets no login and no mail, and the password
+/// never crosses the wire in any form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_starttls_is_required_and_no_password_goes_out_in_clear() {
+    let _g = SERIAL.lock().await;
+    let d = tempfile::tempdir().unwrap();
+    certs(d.path());
+    let port = free_port();
+    // "plain": no STARTTLS offered, AUTH allowed without TLS.
+    let server = smtp(d.path(), port, "plain");
+    let (relay, sent) = recording_relay(port);
+    let c = config(
+        d.path(),
+        &email_table(relay, "starttls", d.path(), "pa55-word"),
+    );
+    let a = start(&c);
+    failed().emit();
+    let end = Instant::now() + Duration::from_secs(10);
+    while a.view()[0].last_error.is_none() {
+        assert!(Instant::now() < end, "{:?}", a.view());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v = a.view().remove(0);
+    a.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(v.sent_total, 0, "{v:?}");
+    // Given up at once (a retry would meet the same server), with the reason.
+    assert_eq!(v.failed_total, 1, "{v:?}");
+    let err = v.last_error.unwrap();
+    assert!(err.contains("STARTTLS is not supported"), "{err}");
+    let wire = String::from_utf8_lossy(&sent.lock().unwrap()).into_owned();
+    assert!(wire.contains("EHLO"), "the client did talk to it: {wire:?}");
+    // In clear, and as AUTH PLAIN and AUTH LOGIN would send it.
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    for needle in [
+        "pa55-word".to_string(),
+        b64(b"pa55-word"),
+        b64(b"\0alerts\0pa55-word"),
+    ] {
+        assert!(!wire.contains(&needle), "{needle} went out: {wire:?}");
+    }
+    for cmd in ["AUTH", "MAIL FROM", "DATA"] {
+        assert!(!wire.contains(cmd), "{cmd} sent without TLS: {wire:?}");
+    }
+    assert_eq!(std::fs::read_dir(&server.out).unwrap().count(), 0);
+}
+
 /// The command of the issue, verbatim: plain SMTP, no login, to a relay on
 /// this machine (`tls = "none"`); aiosmtpd's default handler prints each
 /// message.

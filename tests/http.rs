@@ -80,6 +80,11 @@ fn write_status(path: &Path, v: &serde_json::Value) {
 }
 
 fn start(token: Option<&str>) -> Server {
+    start_capped(token, 64)
+}
+
+/// A server that serves at most `cap` connections at once.
+fn start_capped(token: Option<&str>, cap: usize) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let status = dir.path().join("status.json");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -96,7 +101,7 @@ fn start(token: Option<&str>) -> Server {
     rt.spawn(async move {
         let l = tokio::net::TcpListener::from_std(std_listener).unwrap();
         tokio::spawn(source::watch(path, "testhost".into(), src));
-        http::serve(l, router, Arc::new(tokio::sync::Semaphore::new(64))).await
+        http::serve(l, router, Arc::new(tokio::sync::Semaphore::new(cap))).await
     });
     Server {
         addr,
@@ -344,6 +349,122 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
         took >= http::HEADER_READ_TIMEOUT
             && took < http::HEADER_READ_TIMEOUT + Duration::from_secs(3),
         "closed after {took:?}"
+    );
+}
+
+/// A connection that sent part of a request's headers and holds on.
+fn dribbler(s: &Server) -> TcpStream {
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    c
+}
+
+/// Reads until the server closes `c`; returns when, or None if it did not
+/// within `limit`.
+fn closed_within(mut c: TcpStream, limit: Duration) -> Option<Duration> {
+    let t = std::time::Instant::now();
+    c.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return Some(t.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(t.elapsed()),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// At once: slow clients holding connections, a kept-alive connection left
+/// idle, and ordinary clients, which are served at once all the while.
+/// The slow and the idle one are both closed after the header-read timeout.
+#[test]
+fn slow_and_idle_clients_cost_the_others_nothing_and_are_closed() {
+    let s = start(None);
+    // Fresh for the whole test (stale after three intervals).
+    s.publish(&snapshot("pass", SystemTime::now(), 60_000));
+    let slow: Vec<TcpStream> = (0..20).map(|_| dribbler(&s)).collect();
+    // A kept-alive connection: one request answered, then silence.
+    let mut idle = TcpStream::connect(s.addr).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut first = [0u8; 2048];
+    let n = idle.read(&mut first).unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let idle_since = std::time::Instant::now();
+    let idle_closed = std::thread::spawn(move || closed_within(idle, Duration::from_secs(20)));
+    let slow_closed: Vec<_> = slow
+        .into_iter()
+        .map(|c| std::thread::spawn(move || closed_within(c, Duration::from_secs(20))))
+        .collect();
+    // Meanwhile everyone else is served, each within a moment.
+    let mut worst = Duration::ZERO;
+    while idle_since.elapsed() < Duration::from_secs(8) {
+        let t = std::time::Instant::now();
+        assert_eq!(s.get("/health").code, 200);
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        worst < Duration::from_millis(500),
+        "a request took {worst:?}"
+    );
+    let timeout = http::HEADER_READ_TIMEOUT;
+    let idle_after = idle_closed
+        .join()
+        .unwrap()
+        .expect("the idle connection was never closed");
+    assert!(
+        idle_after + Duration::from_secs(1) >= timeout
+            && idle_after < timeout + Duration::from_secs(3),
+        "idle keep-alive closed after {idle_after:?}"
+    );
+    for h in slow_closed {
+        let after = h.join().unwrap().expect("a slow client was never cut off");
+        assert!(
+            after < timeout + Duration::from_secs(3),
+            "cut off after {after:?}"
+        );
+    }
+}
+
+/// The connection cap: with every permit held, a new client is not served
+/// (it waits in the backlog) until a held connection goes.
+#[test]
+fn connections_beyond_the_cap_wait_until_one_is_freed() {
+    let cap = 8;
+    let s = start_capped(None, cap);
+    // Fresh for the whole test (stale after three intervals).
+    s.publish(&snapshot("pass", SystemTime::now(), 60_000));
+    let mut held: Vec<TcpStream> = (0..cap).map(|_| dribbler(&s)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = TcpStream::connect(s.addr).unwrap();
+    waiting
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(
+        waiting.read(&mut buf).is_err(),
+        "served beyond the cap of {cap}"
+    );
+    // One held connection goes: the waiting client is served.
+    drop(held.pop());
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let n = waiting.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
     );
 }
 

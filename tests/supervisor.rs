@@ -25,6 +25,17 @@ fn scheduled_delays(sb: &Sandbox, unit: &str) -> Vec<u64> {
     .collect()
 }
 
+/// The check `key` of a snapshot (panics, with the snapshot, if absent).
+fn check(s: &serde_json::Value, key: &str) -> serde_json::Value {
+    s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no check {key} in {s}"))
+}
+
 fn count_events(sb: &Sandbox, filter: &str) -> usize {
     sb.journal(filter).len()
 }
@@ -216,15 +227,6 @@ fn stale_heartbeat_warns_and_restarts_its_unit() {
         "",
     );
     // The heartbeat without restart_unit: fresh, then stale -> warn.
-    let check = |s: &serde_json::Value, key: &str| {
-        s["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["key"] == key)
-            .cloned()
-            .unwrap()
-    };
     let c = sb.wait_for("lonely heartbeat stale", Duration::from_secs(10), || {
         let c = check(&sb.status_json(), "heartbeat:/var/lib/lonely/hb:age");
         (c["status"] == "warn").then_some(c)
@@ -264,29 +266,72 @@ fn stale_heartbeat_warns_and_restarts_its_unit() {
     });
 }
 
+/// A sweep that never completes, while the rest of the process lives (the
+/// OTLP export goes on reaching the collector): the pings stop all the same,
+/// and systemd's watchdog kills and restarts the daemon. `kill -STOP` would
+/// freeze every thread, so it could not tell a ping from a completed sweep
+/// from one sent by a timer task. Needs the `test-hooks` build (scripts/test).
 #[test]
-fn watchdog_restarts_a_hung_daemon() {
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs `cargo test --features test-hooks` (scripts/test)"
+)]
+fn watchdog_restarts_a_daemon_whose_sweep_hangs() {
     let sb = Sandbox::boot("watchdog");
     sb.unit("victim.service", VICTIM);
     sb.ok("systemctl start victim");
+    sb.start_rotel();
     sb.start_unitwatch(
-        &config("", "[[unit]]\nname = \"victim.service\""),
-        "WatchdogSec=3s",
+        &config(
+            "",
+            "[telemetry]\ninterval = \"1s\"\n[[unit]]\nname = \"victim.service\"",
+        ),
+        "WatchdogSec=4s",
     );
-    let s = sb.status_json();
-    assert_eq!(s["status"], "pass");
-    let st = sb.prop("unitwatch", "StatusText");
-    assert_eq!(st, "1 units ok");
+    assert_eq!(sb.status_json()["status"], "pass");
+    assert_eq!(sb.prop("unitwatch", "StatusText"), "1 units ok");
+    let exports = || {
+        sb.read("/var/log/rotel.log")
+            .unwrap_or_default()
+            .matches("health.service_active")
+            .count()
+    };
+    sb.wait_for("a first export", Duration::from_secs(10), || {
+        (exports() > 0).then_some(())
+    });
     let pid = sb.prop("unitwatch", "MainPID");
-    sb.ok(&format!("kill -STOP {pid}"));
-    let new = sb.wait_for("watchdog restart", Duration::from_secs(10), || {
+    sb.write("/run/unitwatch/test-hang-sweep", "");
+    sb.wait_for("the sweep to hang", Duration::from_secs(5), || {
+        sb.journal_text()
+            .contains("test hook: this sweep never completes")
+            .then_some(())
+    });
+    let hung_at = std::time::Instant::now();
+    // The process lives: its export task goes on sending, every second,
+    // while the loop waits.
+    let during = exports();
+    sb.wait_for("exports during the hang", Duration::from_secs(3), || {
+        (exports() >= during + 2).then_some(())
+    });
+    assert_eq!(sb.prop("unitwatch", "MainPID"), pid, "killed too early");
+    let new = sb.wait_for("watchdog restart", Duration::from_secs(15), || {
         let p = sb.prop("unitwatch", "MainPID");
         (p != pid && p != "0" && sb.prop("unitwatch", "ActiveState") == "active").then_some(p)
     });
+    // No earlier than the 4 s watchdog period after the last ping.
+    assert!(
+        hung_at.elapsed() >= Duration::from_secs(2),
+        "restarted {:?} after the hang",
+        hung_at.elapsed()
+    );
     assert_ne!(new, pid);
     let log = sb.sh_out("journalctl -u unitwatch --no-pager -o cat");
     assert!(log.contains("Watchdog timeout"), "{log}");
     assert_eq!(sb.prop("unitwatch", "NRestarts"), "1");
+    // The new daemon sweeps normally (the trigger was used up).
+    sb.wait_for("the new daemon's snapshot", Duration::from_secs(10), || {
+        (sb.status_json()["pid"].as_u64().map(|p| p.to_string()) == Some(new.clone())).then_some(())
+    });
 }
 
 #[test]
@@ -437,12 +482,141 @@ fn systemd_giving_up_is_reported_and_not_hammered() {
     );
 }
 
+/// Per-unit memory on systemd's real `MemoryCurrent` (MemoryAccounting=yes):
+/// a unit that allocates past `memory_warn` warns, past `memory_crit`
+/// fails, and passes again when it lets go; the observed value is systemd's.
+#[test]
+fn unit_memory_thresholds_on_a_real_memory_current() {
+    let sb = Sandbox::boot("unit-memory");
+    // Holds as many MiB as /var/lib/hog/mib says, every page touched.
+    sb.write("/var/lib/hog/mib", "0");
+    sb.write(
+        "/var/lib/hog/hog.py",
+        "import time\nheld = []\nwhile True:\n    n = int(open('/var/lib/hog/mib').read() or 0)\n    \
+         while len(held) < n:\n        held.append(b'\\x01' * (1 << 20))\n    \
+         while len(held) > n:\n        held.pop()\n    time.sleep(0.1)\n",
+    );
+    sb.unit(
+        "hog.service",
+        "[Service]\nMemoryAccounting=yes\nExecStart=/usr/bin/python3 /var/lib/hog/hog.py\n",
+    );
+    sb.ok("systemctl start hog");
+    sb.start_unitwatch(
+        &config(
+            "",
+            "[[unit]]\nname = \"hog.service\"\nmemory_warn = \"64MiB\"\nmemory_crit = \"128MiB\"",
+        ),
+        "",
+    );
+    let memory = |s: &serde_json::Value| check(s, "hog.service:memory");
+    let reach = |mib: u32, status: &str| {
+        sb.write("/var/lib/hog/mib", &mib.to_string());
+        let c = sb.wait_for(
+            &format!("{status} at {mib} MiB"),
+            Duration::from_secs(10),
+            || {
+                let c = memory(&sb.status_json());
+                (c["status"] == status).then_some(c)
+            },
+        );
+        // The figure is systemd's MemoryCurrent of the unit, read in the
+        // same second: within a few MiB of what systemctl shows now.
+        let observed = c["observed_value"].as_u64().expect("bytes");
+        let systemd: u64 = sb.prop("hog.service", "MemoryCurrent").parse().unwrap();
+        assert!(
+            observed.abs_diff(systemd) < 8 << 20,
+            "observed {observed}, systemd says {systemd}"
+        );
+        assert!(observed >= (mib as u64) << 20, "{observed} for {mib} MiB");
+        assert_eq!(c["observed_unit"], "bytes");
+        c
+    };
+    let c = reach(0, "pass");
+    assert!(c["observed_value"].as_u64().unwrap() < 64 << 20, "{c}");
+    reach(96, "warn");
+    reach(192, "fail");
+    let s = sb.status_json();
+    assert_eq!(
+        s["status"], "fail",
+        "a unit over memory_crit fails the host"
+    );
+    reach(0, "pass");
+    assert_eq!(sb.status_json()["status"], "pass");
+    // The changes were logged as they happened, in order.
+    let changes: Vec<String> = sb
+        .journal("UNITWATCH_EVENT=check-changed UNITWATCH_CHECK=hog.service:memory")
+        .iter()
+        .map(|e| field(e, "MESSAGE").to_string())
+        .collect();
+    let mut want = ["pass -> warn", "warn -> fail", "-> pass"]
+        .into_iter()
+        .peekable();
+    for m in &changes {
+        if want.peek().is_some_and(|w| m.contains(w)) {
+            want.next();
+        }
+    }
+    assert!(want.peek().is_none(), "{changes:?}");
+}
+
+/// `systemctl stop` is an operator's word: reported as failing, never
+/// overruled by a restart, and back to passing when the operator starts it.
+#[test]
+fn a_unit_stopped_on_purpose_is_reported_not_restarted() {
+    let sb = Sandbox::boot("stopped");
+    sb.unit("victim.service", VICTIM);
+    sb.ok("systemctl start victim");
+    sb.start_unitwatch(&config("", "[[unit]]\nname = \"victim.service\""), "");
+    let state = |s: &serde_json::Value| check(s, "victim.service:state")["status"].clone();
+    assert_eq!(state(&sb.status_json()), "pass");
+    sb.ok("systemctl stop victim");
+    sb.wait_for("the stop reported", Duration::from_secs(5), || {
+        let s = sb.status_json();
+        (state(&s) == "fail" && s["status"] == "fail").then_some(())
+    });
+    let s = sb.status_json();
+    assert_eq!(
+        check(&s, "victim.service:state")["observed_value"],
+        "inactive",
+        "{s}"
+    );
+    // Three times the 1 s backoff, and some: nothing is restarted or planned.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(sb.prop("victim.service", "ActiveState"), "inactive");
+    for e in ["restart-scheduled", "unit-restarted", "unit-failed"] {
+        assert_eq!(
+            count_events(&sb, &format!("UNITWATCH_EVENT={e}")),
+            0,
+            "{e}:\n{}",
+            sb.journal_text()
+        );
+    }
+    let b = &sb.status_json()["units"]["victim.service"]["backoff"];
+    assert_eq!(b["restarts_total"], 0, "{b}");
+    assert!(b["pending_restart_at"].is_null(), "{b}");
+    sb.ok("systemctl start victim");
+    sb.wait_for("passing again", Duration::from_secs(5), || {
+        let s = sb.status_json();
+        (state(&s) == "pass" && s["status"] == "pass").then_some(())
+    });
+    assert_eq!(
+        sb.status_json()["units"]["victim.service"]["backoff"]["restarts_total"],
+        0
+    );
+    assert_eq!(count_events(&sb, "UNITWATCH_EVENT=unit-restarted"), 0);
+}
+
+/// After `systemctl restart dbus`, signals flow on the new connection: with
+/// 30 s sweeps, a kill is seen within a second only through a signal.
 #[test]
 fn survives_the_bus_going_away() {
     let sb = Sandbox::boot("bus");
     sb.unit("victim.service", VICTIM);
     sb.ok("systemctl start victim");
-    sb.start_unitwatch(&config("", "[[unit]]\nname = \"victim.service\""), "");
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"30s\"\n[backoff]\ninitial = \"1s\"\n[[unit]]\nname = \"victim.service\"\n",
+        "",
+    );
     let pid = sb.prop("unitwatch", "MainPID");
     sb.ok("systemctl restart dbus");
     sb.wait_for("systemd-unreachable event", Duration::from_secs(10), || {
@@ -465,8 +639,23 @@ fn survives_the_bus_going_away() {
         Duration::from_secs(5),
         || (sb.status_json()["systemd"]["reachable"] == true).then_some(()),
     );
-    // Signals flow again on the new connection.
-    kill_and_wait_back(&sb, "victim.service", 0);
+    // Signals flow again on the new connection: the failure is seen within
+    // a second of the kill, which a 30 s sweep could not do.
+    let killed = harness::monotonic_us();
+    sb.kill_main("victim.service");
+    let e = sb.wait_for("unit-failed", Duration::from_secs(40), || {
+        sb.journal("UNITWATCH_EVENT=unit-failed").into_iter().next()
+    });
+    let seen: u64 = field(&e, "__MONOTONIC_TIMESTAMP").parse().unwrap();
+    assert!(
+        seen - killed < 1_000_000,
+        "the failure was seen {} ms after the kill: by the sweep, not a signal",
+        (seen - killed) / 1000
+    );
+    sb.wait_for("the restart", Duration::from_secs(10), || {
+        (count_events(&sb, "UNITWATCH_EVENT=unit-restarted") > 0).then_some(())
+    });
+    sb.wait_active("victim.service", Duration::from_secs(10));
 }
 
 #[test]

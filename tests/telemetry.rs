@@ -220,7 +220,23 @@ impl Daemon {
     }
 }
 
-fn assert_exported(out: &str, heartbeat: &str) {
+/// The check `key`'s observed value in a snapshot.
+fn observed(status: &serde_json::Value, key: &str) -> f64 {
+    status["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["key"] == key))
+        .and_then(|c| c["observed_value"].as_f64())
+        .unwrap_or_else(|| panic!("no numeric {key} in {status}"))
+}
+
+/// The log record (as rotel printed it) of the event `name`.
+fn log_record<'a>(out: &'a str, name: &str) -> &'a str {
+    out.split("LogRecord #")
+        .find(|b| b.contains(&format!("EventName: {name}\n")))
+        .unwrap_or_else(|| panic!("no log record of {name} in {out}"))
+}
+
+fn assert_exported(out: &str, heartbeat: &str, status: &serde_json::Value) {
     let m = metrics(out);
     for (name, unit) in [
         ("health.disk_usage", "%"),
@@ -237,15 +253,40 @@ fn assert_exported(out: &str, heartbeat: &str) {
         assert_eq!(p.unit, unit, "{name}");
         assert!(!p.points.is_empty(), "{name} has no data point");
     }
-    // Values: what the checks measured, in the units named.
-    let disk = &m["health.disk_usage"].points[0];
-    assert_eq!(disk.0, "path: Str(/)");
-    assert!(disk.1 > 0.0 && disk.1 < 100.0, "{disk:?}");
-    let hb = &m["health.heartbeat_age"].points[0];
-    assert_eq!(hb.0, format!("path: Str({heartbeat})"));
-    assert!(hb.1 >= 0.0 && hb.1 < 60.0, "heartbeat age {hb:?}");
-    let mem = m["health.memory_usage"].points[0].1;
-    assert!(mem > 0.0 && mem < 100.0, "{mem}");
+    // Values: what the checks measured, in the units named, the same as
+    // the same checks' observed values in the snapshot of the export.
+    for (metric, attr, key) in [
+        (
+            "health.disk_usage",
+            "path: Str(/)".to_string(),
+            "disk:/:utilization".to_string(),
+        ),
+        (
+            "health.disk_inode_usage",
+            "path: Str(/)".to_string(),
+            "disk:/:inodes".to_string(),
+        ),
+        (
+            "health.memory_usage",
+            String::new(),
+            "memory:utilization".to_string(),
+        ),
+        (
+            "health.heartbeat_age",
+            format!("path: Str({heartbeat})"),
+            format!("heartbeat:{heartbeat}:age"),
+        ),
+    ] {
+        let (a, v) = &m[metric].points[0];
+        if !attr.is_empty() {
+            assert_eq!(a, &attr, "{metric}");
+        }
+        let want = observed(status, &key);
+        assert!(
+            (v - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{metric} exported {v}, {key} observed {want}"
+        );
+    }
     // No units are watched, and the other checks pass: overall pass = 0.
     assert_eq!(m["unitwatch.health.status"].points[0].1, 0.0);
     // Resource attributes.
@@ -263,17 +304,32 @@ fn assert_exported(out: &str, heartbeat: &str) {
         resource_attr(out, "host.name").as_deref(),
         Some(host.to_str().unwrap())
     );
-    if let Ok(id) = std::fs::read_to_string("/etc/machine-id") {
-        assert_eq!(resource_attr(out, "host.id").as_deref(), Some(id.trim()));
+    // host.id is the machine id; with none, there is no host.id at all
+    // (never an empty or made-up one).
+    match std::fs::read_to_string("/etc/machine-id") {
+        Ok(id) if !id.trim().is_empty() => {
+            assert_eq!(resource_attr(out, "host.id").as_deref(), Some(id.trim()))
+        }
+        other => {
+            eprintln!("no /etc/machine-id here ({other:?}): checking that host.id is absent");
+            assert_eq!(resource_attr(out, "host.id"), None);
+        }
     }
     assert_eq!(
         resource_attr(out, "deployment.environment").as_deref(),
         Some("ci")
     );
     // Events as log records with severity and attributes.
-    assert!(out.contains("EventName: daemon-started"), "{out}");
-    assert!(out.contains("-> unitwatch.event: Str(daemon-started)"));
-    assert!(out.contains("SeverityNumber: SEVERITY_NUMBER_INFO(9)"));
+    let started = log_record(out, "daemon-started");
+    assert!(
+        started.contains("-> unitwatch.event: Str(daemon-started)"),
+        "{started}"
+    );
+    assert!(
+        started.contains("SeverityNumber: SEVERITY_NUMBER_INFO(9)"),
+        "{started}"
+    );
+    assert!(started.contains("SeverityText: info"), "{started}");
     assert!(out.contains("InstrumentationScope unitwatchd"));
 }
 
@@ -297,10 +353,26 @@ fn metrics_and_events_reach_a_real_collector_over_http_and_grpc() {
                     .then_some(())
             },
         );
-        let status = d.status();
-        assert_eq!(status["telemetry"]["protocol"], protocol);
+        assert_eq!(d.status()["telemetry"]["protocol"], protocol);
+        // On SIGTERM the daemon exports the snapshot it last wrote one last
+        // time: that export and status.json hold the same measurements.
+        let before = c.output().matches("health.disk_usage").count();
         d.stop();
-        assert_exported(&c.output(), &dir.path().join("hb").display().to_string());
+        let out = wait_for("the last export", Duration::from_secs(10), || {
+            let out = c.output();
+            (out.matches("health.disk_usage").count() > before).then_some(out)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let out = if c.output().len() > out.len() {
+            c.output()
+        } else {
+            out
+        };
+        assert_exported(
+            &out,
+            &dir.path().join("hb").display().to_string(),
+            &d.status(),
+        );
         assert!(!d.log().contains("OTLP export to"), "{}", d.log());
     }
 }
@@ -584,7 +656,16 @@ while True: held.append(s.accept())'");
         out.contains("-> unitwatch.unit: Str(worker.service)"),
         "{out}"
     );
-    assert!(out.contains("SeverityText: critical") || out.contains("SeverityText: error"));
+    // Exactly the severities of the README: a failure and a restart are
+    // errors.
+    for name in ["unit-failed", "unit-restarted"] {
+        let r = log_record(&out, name);
+        assert!(r.contains("SeverityText: error\n"), "{name}: {r}");
+        assert!(
+            r.contains("SeverityNumber: SEVERITY_NUMBER_ERROR(17)"),
+            "{name}: {r}"
+        );
+    }
     sb.wait_for("recovery in the snapshot", Duration::from_secs(30), || {
         sb.status_json()["telemetry"]["last_error"]
             .is_null()

@@ -155,8 +155,12 @@ impl Notifier for Email {
         Box::pin(async move {
             let msg = self.message(alert)?;
             self.transport.send(msg).await.map(|_| ()).map_err(|e| {
-                // 5xx: the server refuses this message (or us) for good.
-                let retry = if e.is_permanent() {
+                // 5xx: the server refuses this message (or us) for good. A
+                // client error is a mismatch of capabilities (no STARTTLS
+                // where it is required, no AUTH mechanism in common): the
+                // same server answers the same way in a minute, so say so
+                // now rather than after half a minute of retries.
+                let retry = if e.is_permanent() || e.is_client() {
                     Retry::Never
                 } else {
                     Retry::Backoff

@@ -477,6 +477,7 @@ mod tests {
         // Failing overall, whatever these checks say: the unit is failed.
         Snapshot {
             status: Status::Fail,
+            version: "9.9.9-daemon".into(),
             ..Snapshot::fixture(
                 vec![
                     c("disk:/:utilization", serde_json::json!(81.5), Status::Warn),
@@ -549,13 +550,20 @@ mod tests {
             &om,
             "unitwatch_snapshot_last_update_timestamp_seconds 1795428000.0",
         );
+        // The server's own version, as Cargo.toml gives it, and not the
+        // daemon's from the snapshot (which the fixture sets apart).
+        let manifest = include_str!("../../Cargo.toml");
+        let version = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("version = \""))
+            .and_then(|v| v.strip_suffix('"'))
+            .expect("Cargo.toml has a version line");
         has(
             &om,
-            &format!(
-                "unitwatch_build_info{{version=\"{}\"}} 1.0",
-                env!("CARGO_PKG_VERSION")
-            ),
+            &format!("unitwatch_build_info{{version=\"{version}\"}} 1.0"),
         );
+        assert_eq!(om.matches("unitwatch_build_info{").count(), 1, "{om}");
+        assert!(!om.contains("version=\"9.9.9-daemon\""), "{om}");
         assert!(om.ends_with("# EOF\n"));
         has(&om, "# TYPE unitwatch_unit_restarts counter");
     }

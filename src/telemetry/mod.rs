@@ -612,10 +612,20 @@ mod tests {
     }
 
     #[test]
-    fn a_sink_outliving_its_export_does_nothing() {
+    fn a_sink_keeps_no_export_alive_and_outlives_it_harmlessly() {
         let sh = shared(3);
         let sink = Sink(Arc::downgrade(&sh));
-        drop(sh);
         sink.event(&event(0), SystemTime::now());
+        assert_eq!(sh.queue.lock().unwrap().len(), 1, "a live export queues");
+        // Only the export owns its state: stopping it frees the queue,
+        // whatever sink is still registered.
+        assert_eq!(Arc::strong_count(&sh), 1);
+        drop(sh);
+        assert!(sink.0.upgrade().is_none(), "the export's state is gone");
+        sink.event(&event(1), SystemTime::now());
+        assert!(
+            sink.0.upgrade().is_none(),
+            "and an event does not revive it"
+        );
     }
 }
