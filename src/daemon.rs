@@ -148,7 +148,9 @@ impl Supervisor {
             return Ok(());
         }
         if let Some((_, old)) = self.alerts.take() {
-            old.shutdown(Duration::from_secs(2)).await;
+            // Its drain (a hung channel's in-flight delivery) on its own
+            // task: the loop goes on handling failures meanwhile.
+            tokio::spawn(old.retire(Duration::from_secs(2)));
         }
         if !specs.is_empty() {
             let a = Alerts::start(&specs, self.config.alerts_state_path())?;
@@ -157,13 +159,14 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts, restarts or stops the OTLP export to match `settings`.
-    pub async fn set_telemetry(&mut self, settings: Option<Settings>) {
+    /// Starts, restarts or stops the OTLP export to match `settings`. The
+    /// old export's last flush runs on its own task, bounded (5 s).
+    pub fn set_telemetry(&mut self, settings: Option<Settings>) {
         if self.telemetry.as_ref().map(|(s, _)| s) == settings.as_ref() {
             return;
         }
         if let Some((_, old)) = self.telemetry.take() {
-            old.shutdown().await;
+            tokio::spawn(old.stop());
         }
         self.telemetry = settings.map(|s| (s.clone(), Telemetry::start(s)));
     }
@@ -737,12 +740,12 @@ impl Supervisor {
             });
         match loaded {
             Ok((c, telemetry, alerts)) => {
-                self.set_telemetry(telemetry).await;
+                self.set_telemetry(telemetry);
                 // The state file follows the new state_dir, if it moved.
                 let state_dir_moved = c.daemon.state_dir != self.config.daemon.state_dir;
                 if state_dir_moved {
                     if let Some((_, old)) = self.alerts.take() {
-                        old.shutdown(Duration::from_secs(2)).await;
+                        tokio::spawn(old.retire(Duration::from_secs(2)));
                     }
                 }
                 let changed = c != self.config;
@@ -1121,7 +1124,9 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     if let Some((_, a)) = sup.alerts.take() {
         a.shutdown(Duration::from_secs(3)).await;
     }
-    sup.set_telemetry(None).await;
+    if let Some((_, t)) = sup.telemetry.take() {
+        t.shutdown().await;
+    }
     log::info!("unitwatchd stopping");
     Ok(())
 }

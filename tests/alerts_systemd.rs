@@ -256,3 +256,79 @@ fn a_crash_loop_alerts_once_and_the_restart_limit_pings() {
         (sb.status_json()["alerts"].as_array().unwrap().len() == 2).then_some(())
     });
 }
+
+/// A reload that drops a channel whose deliveries hang, and ends a
+/// collector-less OTLP export, stalls nothing: their drains run on their
+/// own tasks, so a kill right after the reload is handled at once, and a
+/// 2 s watchdog never fires (each used to hold the loop for seconds).
+#[test]
+fn a_reload_away_from_a_hung_channel_stalls_nothing() {
+    let sb = Sandbox::boot("alerts-reload");
+    // Takes connections and never reads: every delivery hangs.
+    sb.ok("systemd-run --unit=deadhook /usr/bin/python3 -c \
+           'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",8099)); s.listen(64); time.sleep(86400)'");
+    sb.wait_for("the dead receiver", Duration::from_secs(10), || {
+        sb.sh("ss -ltn | grep -q 127.0.0.1:8099")
+            .status
+            .success()
+            .then_some(())
+    });
+    sb.unit("worker.service", WORKER);
+    sb.ok("systemctl start worker");
+    let base = "[daemon]\ninterval = \"1s\"\n[backoff]\ninitial = \"100ms\"\n[[unit]]\nname = \"worker.service\"\n";
+    sb.start_unitwatch(
+        &format!(
+            "{base}[telemetry]\nendpoint = \"http://127.0.0.1:8099\"\ntimeout = \"5s\"\n\
+             [[alert]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:8099/hook\"\ncooldown = \"0s\"\ntimeout = \"10s\"\n"
+        ),
+        "WatchdogSec=2s",
+    );
+    // Deliveries in flight: a failure and its restart.
+    sb.kill_main("worker.service");
+    sb.wait_for("the restart", Duration::from_secs(10), || {
+        (restarted(&sb) == 1).then_some(())
+    });
+    sb.wait_active("worker.service", Duration::from_secs(5));
+    sb.wait_for("a delivery hanging", Duration::from_secs(10), || {
+        let a = &sb.status_json()["alerts"][0];
+        (a["sent_total"] == 0 && a["failed_total"] == 0).then_some(())
+    });
+    let before = sb.journal("UNITWATCH_EVENT=config-reloaded").len();
+    sb.write("/etc/unitwatch/unitwatch.toml", base);
+    sb.ok("systemctl reload unitwatch");
+    // The failure right after the reload: seen and acted on within
+    // moments of systemd's exit line, not after a drain.
+    sb.kill_main("worker.service");
+    let failed = sb.wait_for("the second failure", Duration::from_secs(10), || {
+        sb.journal("UNITWATCH_EVENT=unit-failed").into_iter().nth(1)
+    });
+    assert!(sb.journal("UNITWATCH_EVENT=config-reloaded").len() > before);
+    let exit: u64 = sb
+        .sh_out("journalctl -u worker.service -o json --no-pager _PID=1")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| harness::field(e, "MESSAGE").contains("Main process exited"))
+        .filter_map(|e| harness::field(&e, "__MONOTONIC_TIMESTAMP").parse().ok())
+        .last()
+        .expect("systemd logged the second exit");
+    let seen: u64 = harness::field(&failed, "__MONOTONIC_TIMESTAMP")
+        .parse()
+        .unwrap();
+    assert!(
+        seen.saturating_sub(exit) < 500_000,
+        "the failure was logged {} ms after the exit",
+        seen.saturating_sub(exit) / 1000
+    );
+    sb.wait_for("the second restart", Duration::from_secs(10), || {
+        (restarted(&sb) == 2).then_some(())
+    });
+    // Held past the old drains' bounds (2 s and 5 s): no watchdog kill.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        sb.prop("unitwatch", "NRestarts"),
+        "0",
+        "{}",
+        sb.journal_text()
+    );
+    assert_eq!(sb.prop("unitwatch", "ActiveState"), "active");
+}

@@ -712,19 +712,32 @@ impl Alerts {
         self.inner.channels.iter().map(|c| c.view()).collect()
     }
 
-    /// Stops taking events, gives the queues up to `grace` to drain (an
-    /// alert of the last moments should still go out), saves the state.
-    pub async fn shutdown(self, grace: Duration) {
+    /// Stops taking events and saves the state (with what is owed queued),
+    /// now; the future it returns gives the queues up to `grace` to drain
+    /// (an alert of the last moments should still go out), then ends the
+    /// workers. On a reload the daemon runs that future on a task of its
+    /// own, so that a channel that hangs costs the supervisor loop nothing,
+    /// and the new channels, which read the state at start, find it saved.
+    /// Deliveries change no state, so saving before the drain loses none.
+    pub fn retire(self, grace: Duration) -> impl std::future::Future<Output = ()> + Send {
         crate::events::set_sink(Slot::Alerts, None);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline && self.inner.channels.iter().any(|c| c.pending()) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         self.keeper.abort();
         self.inner.dirty.store(true, Ordering::Relaxed);
         if let (_, Some(bytes)) = self.inner.tend(SystemTime::now()) {
             self.inner.persist(&bytes);
         }
+        async move {
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline && self.inner.channels.iter().any(|c| c.pending()) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            drop(self);
+        }
+    }
+
+    /// [`Alerts::retire`], waited for: at the daemon's exit.
+    pub async fn shutdown(self, grace: Duration) {
+        self.retire(grace).await
     }
 }
 

@@ -406,12 +406,22 @@ impl Telemetry {
         v
     }
 
-    /// Exports what is queued and the metrics one last time (bounded by the
-    /// export timeout), then ends the task.
-    pub async fn shutdown(mut self) {
+    /// Stops taking events, now, and tells the task to export what is
+    /// queued and the metrics one last time; the future it returns waits
+    /// for that (at most 5 s, a dead collector's share). On a reload the
+    /// daemon runs it on a task of its own, so that the loop never waits on
+    /// a collector.
+    pub fn stop(mut self) -> impl std::future::Future<Output = ()> + Send {
         crate::events::set_sink(crate::events::Slot::Telemetry, None);
         self.shared.stop.notify_one();
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        }
+    }
+
+    /// [`Telemetry::stop`], waited for: at the daemon's exit.
+    pub async fn shutdown(self) {
+        self.stop().await
     }
 }
 
