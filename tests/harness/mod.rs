@@ -74,8 +74,16 @@ pub fn unitwatchd_bin() -> PathBuf {
 }
 
 impl Sandbox {
-    /// Boots a fresh systemd and waits until it is running.
+    /// Boots a fresh systemd over an overlay of this machine's `/` and waits
+    /// until it is running.
     pub fn boot(name: &str) -> Sandbox {
+        Sandbox::boot_on(name, Path::new("/"))
+    }
+
+    /// Boots a fresh systemd over an overlay of `lower` (a whole root, such
+    /// as one that tests/harness/root.sh debootstrapped) and waits until it
+    /// is running.
+    pub fn boot_on(name: &str, lower: &Path) -> Sandbox {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the systemd harness needs root (run the tests with sudo, as CI does)"
@@ -103,6 +111,7 @@ impl Sandbox {
                 "--propagation",
                 "private",
             ])
+            .env("LOWER", lower)
             .arg(repo().join("tests/harness/boot.sh"))
             .arg(&dir)
             .args(bind_mounts())
@@ -422,6 +431,44 @@ pub fn promtool_check(exposition: &[u8]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What a benchmark prints of a set of samples (ms). A p99 is reported only
+/// from 200 samples up: of fewer, the 99th percentile is the maximum itself.
+pub struct Summary {
+    pub n: usize,
+    pub median: f64,
+    pub p99: Option<f64>,
+    pub max: f64,
+}
+
+/// The fewest samples of which a p99 is reported.
+pub const P99_SAMPLES: usize = 200;
+
+impl Summary {
+    pub fn of(mut v: Vec<f64>) -> Summary {
+        assert!(!v.is_empty(), "no samples");
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+        Summary {
+            n: v.len(),
+            median: at(0.5),
+            p99: (v.len() >= P99_SAMPLES).then(|| at(0.99)),
+            max: v[v.len() - 1],
+        }
+    }
+
+    /// Prints one line: `name  n=..  median ..  p99 ..  max ..` (ms).
+    pub fn print(&self, name: &str, width: usize) {
+        let p99 = match self.p99 {
+            Some(p) => format!("p99 {p:>8.3} ms"),
+            None => format!("p99 {:>8}   ", "(n<200)"),
+        };
+        println!(
+            "{name:<width$} n={:<4} median {:>8.3} ms   {p99}   max {:>8.3} ms",
+            self.n, self.median, self.max
+        );
+    }
 }
 
 /// A benchmark's verdict on a target.
