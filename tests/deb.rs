@@ -1,7 +1,11 @@
-//! The .deb in a real systemd (tests/harness): install on a clean overlay,
-//! upgrade keeping an edited config and the backoff state, purge leaving
-//! nothing. The packages come from scripts/build-deb (scripts/test builds
-//! an older and the current version into target/deb-test/ first).
+//! The .deb in a real systemd (tests/harness) on clean Debian roots that
+//! tests/harness/root.sh debootstraps (kept in target/roots/): install with
+//! apt, which resolves Depends from Debian's own packages; an upgrade from
+//! the previous release (scripts/prev-release builds it from its commit) to
+//! this one, keeping an edited config and the state files; purge leaving
+//! nothing. On Debian 11, polkit 0.105 for real: the .pkla grant, and
+//! whether the release binary runs there at all. scripts/test builds the
+//! packages into target/deb-test/ first.
 
 mod harness;
 
@@ -68,10 +72,46 @@ fn put(sb: &Sandbox, deb: &PathBuf) -> String {
     inside
 }
 
-fn boot() -> Sandbox {
-    let sb = Sandbox::boot("deb");
-    // This image forbids service starts from maintainer scripts; a VM does not.
-    sb.ok("rm -f /usr/sbin/policy-rc.d");
+/// A clean Debian root of `suite` (tests/harness/root.sh), built on first
+/// use and kept in target/roots/; `download` are the packages whose .debs
+/// it holds in its apt cache, uninstalled, for apt to resolve offline.
+fn clean_root(suite: &str, download: &[&str]) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/roots")
+        .join(suite);
+    if !root.join(".complete").exists() {
+        let out = std::process::Command::new("sh")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/harness/root.sh"
+            ))
+            .arg(suite)
+            .arg(&root)
+            .args(download)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "root.sh {suite}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    root
+}
+
+/// Debian 12 as debootstrap leaves it, with polkitd's .debs in the cache.
+fn bookworm() -> PathBuf {
+    clean_root("bookworm", &["polkitd"])
+}
+
+/// Debian 11: polkit 0.105 (policykit-1) and glibc 2.31.
+fn bullseye() -> PathBuf {
+    clean_root("bullseye", &["policykit-1"])
+}
+
+/// Two units to watch and not to watch.
+fn workers(sb: &Sandbox) {
     sb.unit(
         "worker.service",
         "[Service]\nExecStart=/bin/sleep infinity\n",
@@ -81,7 +121,20 @@ fn boot() -> Sandbox {
         "[Service]\nExecStart=/bin/sleep infinity\n",
     );
     sb.ok("systemctl start worker other");
+}
+
+fn boot() -> Sandbox {
+    let sb = Sandbox::boot_on("deb", &bookworm());
+    workers(&sb);
     sb
+}
+
+/// `apt-get install` of files or packages, from what the root's apt cache
+/// holds (the sandbox has no network): Depends resolved as on a VM.
+fn apt_install(sb: &Sandbox, what: &str) -> String {
+    sb.ok(&format!(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Use-Pty=0 {what} 2>&1"
+    ))
 }
 
 const PKLA: &str = "/var/lib/polkit-1/localauthority/10-vendor.d/unitwatch.pkla";
@@ -112,19 +165,94 @@ fn polkit_0105_gets_the_pkla_grant() {
     assert!(built.status.success(), "{built:?}");
     let stand_in_in = put(&sb, &stand_in);
     let new_in = put(&sb, &new);
-    sb.ok("dpkg --remove --force-depends polkitd");
+    // (The clean root has no polkit installed yet.)
     sb.ok(&format!("dpkg -i {stand_in_in}"));
-    sb.ok(&format!("dpkg -i {new_in}"));
+    let out = apt_install(&sb, &new_in);
     let pkla = sb
         .read(PKLA)
-        .expect("postinst installs the .pkla on polkit 0.105");
+        .unwrap_or_else(|| panic!("postinst installs the .pkla on polkit 0.105: {out}"));
     assert!(pkla.contains("Identity=unix-user:unitwatch"), "{pkla}");
     assert!(
         pkla.contains("Action=org.freedesktop.systemd1.manage-units"),
         "{pkla}"
     );
-    sb.ok("dpkg --remove unitwatch");
+    sb.ok("apt-get remove -y unitwatch");
     assert!(!sb.path(PKLA).exists(), "the grant outlived the package");
+}
+
+/// Debian 11, booted as it is (systemd 247, polkit 0.105 from Debian's
+/// policykit-1, glibc 2.31), the polkit of Ubuntu 22.04. The release binary
+/// needs glibc 2.34, so the package cannot install there: apt refuses it
+/// for libc6, and the binary itself does not start. The .pkla grant is
+/// tested alone, as the postinst installs it: a restart by the `unitwatch`
+/// user passes, the same request by another user is refused, and, since
+/// polkit 0.105 sees neither the unit nor the verb, `unitwatch` may stop
+/// any unit too (the README says so).
+#[test]
+fn polkit_0105_for_real_on_debian_11() {
+    let (_, new) = packages();
+    let sb = Sandbox::boot_on("bullseye", &bullseye());
+    workers(&sb);
+    let new_in = put(&sb, &new);
+    // glibc 2.31: the package's Depends cannot be met, and its binary
+    // cannot run.
+    let refused = sb.sh(&format!(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y {new_in} 2>&1"
+    ));
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "installed on glibc 2.31: {said}");
+    assert!(said.contains("libc6"), "{said}");
+    sb.ok(&format!("dpkg-deb -x {new_in} /tmp/unpacked"));
+    let ran = sb.sh("/tmp/unpacked/usr/bin/unitwatchd --version 2>&1");
+    let said = String::from_utf8_lossy(&ran.stdout);
+    assert!(!ran.status.success(), "{said}");
+    assert!(said.contains("GLIBC_2.3"), "{said}");
+
+    // polkit 0.105, from Debian's package.
+    apt_install(&sb, "policykit-1");
+    let version = sb.ok("dpkg-query -W -f '${Version}' policykit-1");
+    assert!(version.starts_with("0.105"), "{version}");
+    // What the postinst does, run as it is: the user (sysusers.d), the
+    // .pkla where the package puts it, then the script's own choice.
+    sb.write(
+        "/etc/sysusers.d/unitwatch.conf",
+        &harness::read_repo("packaging/unitwatch.sysusers"),
+    );
+    sb.ok("systemd-sysusers /etc/sysusers.d/unitwatch.conf");
+    sb.write(
+        "/usr/share/unitwatch/unitwatch-polkit-0.105.pkla",
+        &harness::read_repo("packaging/unitwatch-polkit-0.105.pkla"),
+    );
+    sb.write("/var/tmp/postinst", &harness::read_repo("debian/postinst"));
+    sb.ok("sh /var/tmp/postinst configure");
+    assert!(
+        sb.path(PKLA).exists(),
+        "the postinst did not install the .pkla"
+    );
+    sb.ok("systemctl restart polkit");
+    let as_user = |user: &str, cmd: &str| {
+        sb.sh(&format!(
+            "setpriv --reuid={user} --regid={user} --clear-groups {cmd} 2>&1"
+        ))
+    };
+    let restarted = sb.prop("worker.service", "ActiveEnterTimestampMonotonic");
+    let ok = as_user("unitwatch", "systemctl restart worker.service");
+    assert!(ok.status.success(), "{ok:?}");
+    assert_ne!(
+        sb.prop("worker.service", "ActiveEnterTimestampMonotonic"),
+        restarted
+    );
+    // Another system user gets nothing from it.
+    let no = as_user("nobody", "systemctl restart worker.service");
+    assert!(!no.status.success(), "{no:?}");
+    // 0.105 cannot tell the verb or the unit: stop is granted as well.
+    let stop = as_user("unitwatch", "systemctl stop other.service");
+    assert!(stop.status.success(), "{stop:?}");
+    assert_eq!(sb.prop("other.service", "ActiveState"), "inactive");
+    // Without the grant, the same restart is refused.
+    sb.ok(&format!("rm {PKLA} && systemctl restart polkit"));
+    let no = as_user("unitwatch", "systemctl restart worker.service");
+    assert!(!no.status.success(), "{no:?}");
 }
 
 /// "Overall exposure level for X: 2.1 OK" -> 2.1
@@ -148,8 +276,24 @@ fn install_upgrade_purge() {
     let old_in = put(&sb, &old);
     let new_in = put(&sb, &new);
 
+    // Install with apt, as on a VM: the clean root has no polkit, and apt
+    // brings Debian's polkitd in for the package's Depends.
+    assert!(!sb
+        .sh("dpkg-query -W -f '${Status}' polkitd | grep -q 'install ok installed'")
+        .status
+        .success());
+    let out = apt_install(&sb, &old_in);
+    assert!(
+        out.contains("polkitd"),
+        "apt did not resolve polkitd: {out}"
+    );
+    assert!(
+        sb.sh("dpkg-query -W -f '${Status}' polkitd | grep -q 'install ok installed'")
+            .status
+            .success(),
+        "{out}"
+    );
     // Install: both services running, hardened, answering.
-    sb.ok(&format!("dpkg -i {old_in}"));
     for u in ["unitwatch", "unitwatch-http"] {
         sb.wait_for(&format!("{u} active"), Duration::from_secs(10), || {
             (sb.prop(u, "ActiveState") == "active").then_some(())
@@ -189,6 +333,7 @@ fn install_upgrade_purge() {
     // The operator watches a unit: edit, reload, a failure, a restart
     // through polkit, backoff state on disk.
     let conf = sb.read("/etc/unitwatch/unitwatch.toml").unwrap();
+    let shipped_changed = conf != harness::read_repo("packaging/unitwatch.toml");
     sb.write(
         "/etc/unitwatch/unitwatch.toml",
         &format!("{conf}\n[[unit]]\nname = \"worker.service\"\n# edited by the operator\n"),
@@ -237,7 +382,32 @@ fn install_upgrade_purge() {
         sb.prop("unitwatch", "MainPID"),
         sb.prop("unitwatch-http", "MainPID"),
     );
-    sb.ok(&format!("dpkg -i {new_in}"));
+    // Upgrade: the previous release's code and state files to this one's,
+    // unattended. The config is a conffile the operator edited: where the
+    // shipped one changed too, dpkg would ask (and, with no terminal, stop
+    // half-configured), so an unattended upgrade says what it wants: keep
+    // the operator's, the new default beside it as .dpkg-dist.
+    apt_install(
+        &sb,
+        &format!("-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {new_in}"),
+    );
+    // An upgraded machine is as a fresh install: 0.1.0-1 enabled the
+    // socket unit, which is an alternative to [http] listen, not a default.
+    assert_eq!(
+        sb.sh_out("systemctl is-enabled unitwatch-http.socket").trim(),
+        "disabled"
+    );
+    assert_eq!(sb.prop("unitwatch-http.socket", "ActiveState"), "inactive");
+    let dist = sb.read("/etc/unitwatch/unitwatch.toml.dpkg-dist");
+    if shipped_changed {
+        assert_eq!(
+            dist.as_deref(),
+            Some(harness::read_repo("packaging/unitwatch.toml").as_str()),
+            "the new default is not beside the kept config"
+        );
+    } else {
+        assert!(dist.is_none(), "no new default, yet a .dpkg-dist");
+    }
     sb.wait_for("restarted by the upgrade", Duration::from_secs(10), || {
         let now = (
             sb.prop("unitwatch", "MainPID"),
@@ -293,7 +463,7 @@ fn install_upgrade_purge() {
     assert_eq!(sb.prop("unitwatch-http.service", "ActiveState"), "active");
 
     // Remove: services stopped, config and state kept.
-    sb.ok("dpkg --remove unitwatch");
+    sb.ok("apt-get remove -y unitwatch");
     for u in ["unitwatch", "unitwatch-http", "unitwatch-http.socket"] {
         assert_eq!(sb.prop(u, "ActiveState"), "inactive", "{u}");
     }
@@ -302,7 +472,7 @@ fn install_upgrade_purge() {
     assert!(sb.path("/var/lib/unitwatch/backoff.json").exists());
 
     // Purge: nothing of the package left.
-    sb.ok("dpkg --purge unitwatch");
+    sb.ok("apt-get purge -y unitwatch");
     let mut left: Vec<String> = files
         .lines()
         .filter(|f| !f.is_empty())
