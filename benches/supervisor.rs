@@ -485,9 +485,11 @@ fn main() {
     let t = &down["telemetry"];
     let (queued, dropped) = (t["queued_events"].as_u64(), t["dropped_total"].as_u64());
     println!(
-        "RSS +{:.2} MB with the collector down for the whole run, {queued:?} events queued, {dropped:?} dropped; \
+        "RSS +{:.2} MB with the collector down for the whole run, {} events queued, {} dropped; \
          target: bounded (at most queue_size = {DOWN_QUEUE} held, the rest dropped and counted): {}",
         extra_mb(rss_down),
+        t["queued_events"],
+        t["dropped_total"],
         verdict(queued.is_some_and(|q| q <= DOWN_QUEUE) && dropped.is_some_and(|d| d > 0))
     );
     let channels = dead["alerts"].as_array().cloned().unwrap_or_default();

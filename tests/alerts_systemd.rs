@@ -309,7 +309,7 @@ fn a_reload_away_from_a_hung_channel_stalls_nothing() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| harness::field(e, "MESSAGE").contains("Main process exited"))
         .filter_map(|e| harness::field(&e, "__MONOTONIC_TIMESTAMP").parse().ok())
-        .last()
+        .next_back()
         .expect("systemd logged the second exit");
     let seen: u64 = harness::field(&failed, "__MONOTONIC_TIMESTAMP")
         .parse()

@@ -1,0 +1,181 @@
+//! What the daemon tells: the status snapshot (status.json, the contract
+//! with unitwatch-http and `unitwatchd check --json`), its one-line summary,
+//! and the journal events of a check whose status changed. Shared with the
+//! one-shot `unitwatchd check`, which reads the units the same way.
+
+use super::*;
+
+/// Reads every watched unit: one ListUnitsByNames for all of them, plus
+/// `Result` for units that are down and `MemoryCurrent` for running units
+/// with memory thresholds. `prev` supplies what signals told us already.
+pub async fn read_units(
+    bus: &Systemd,
+    config: &Config,
+    prev: &UnitTable,
+) -> Result<Vec<(String, String, UnitStatus)>, SystemdError> {
+    let names: Vec<String> = config.units.iter().map(|u| u.name.to_string()).collect();
+    let listed = bus.list(&names).await?;
+    let mut out = Vec::with_capacity(listed.len());
+    for l in listed {
+        let wants_memory = config
+            .unit(&l.name)
+            .is_some_and(|u| u.memory_warn.is_some() || u.memory_crit.is_some());
+        let active = l.active_state == "active" || l.active_state == "reloading";
+        let before = prev.get(&l.name);
+        let result = if !active && l.load_state != "not-found" {
+            bus.result(&l.name, &l.path).await?
+        } else {
+            before.and_then(|p| p.result.clone())
+        };
+        let memory_current = if wants_memory && active {
+            bus.memory_current(&l.name, &l.path).await?
+        } else {
+            None
+        };
+        let status = UnitStatus {
+            load_state: l.load_state,
+            active_state: l.active_state,
+            sub_state: l.sub_state,
+            result,
+            n_restarts: before.and_then(|p| p.n_restarts),
+            memory_current,
+        };
+        out.push((l.name, l.path, status));
+    }
+    Ok(out)
+}
+
+/// What a snapshot is made of.
+pub struct View<'a> {
+    pub config: &'a Config,
+    pub policy: &'a Policy,
+    pub results: &'a [CheckResult],
+    pub units: &'a UnitTable,
+    pub backoff: &'a BTreeMap<String, UnitBackoff>,
+    pub bus_error: Option<&'a str>,
+    pub started_at: SystemTime,
+}
+
+/// The STATUS= line: "3 units ok, 1 failing: worker.service".
+pub fn summary(results: &[CheckResult], bus_error: Option<&str>) -> String {
+    let mut failing = Vec::new();
+    let mut ok = 0;
+    for r in results.iter().filter(|r| r.measurement == "state") {
+        if r.status == Status::Pass {
+            ok += 1;
+        } else {
+            failing.push(r.component.as_str());
+        }
+    }
+    let mut s = format!("{ok} units ok");
+    if !failing.is_empty() {
+        s += &format!(", {} failing: {}", failing.len(), list(&failing));
+    }
+    let other: Vec<_> = results
+        .iter()
+        .filter(|r| r.measurement != "state" && r.status != Status::Pass)
+        .map(|r| r.key.as_str())
+        .collect();
+    if !other.is_empty() {
+        s += &format!("; {} checks not passing: {}", other.len(), list(&other));
+    }
+    if let Some(e) = bus_error {
+        s = format!("systemd unreachable ({e}); {s}");
+    }
+    s
+}
+
+pub fn build_snapshot(v: &View<'_>) -> Snapshot {
+    let now = SystemTime::now();
+    let units = v
+        .config
+        .units
+        .iter()
+        .map(|u| {
+            let name = u.name.to_string();
+            let backoff = v
+                .backoff
+                .get(&name)
+                .map(|b| BackoffView::of(b, v.policy, now))
+                .unwrap_or_else(|| BackoffView {
+                    next_delay_ms: v.policy.initial.as_millis() as u64,
+                    ..Default::default()
+                });
+            let view = UnitView {
+                state: v.units.get(&name).cloned(),
+                restart: u.restart,
+                backoff,
+            };
+            (name, view)
+        })
+        .collect();
+    Snapshot {
+        schema_version: SCHEMA_VERSION,
+        status: checks::overall(v.results),
+        summary: summary(v.results, v.bus_error),
+        updated_at: humantime::format_rfc3339_millis(now).to_string(),
+        started_at: humantime::format_rfc3339_millis(v.started_at).to_string(),
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        interval_ms: v.config.daemon.interval.as_millis() as u64,
+        systemd: SystemdReach {
+            reachable: v.bus_error.is_none(),
+            error: v.bus_error.map(str::to_string),
+        },
+        checks: v.results.to_vec(),
+        units,
+        telemetry: None,
+        alerts: Vec::new(),
+    }
+}
+
+fn list(items: &[&str]) -> String {
+    const MAX: usize = 5;
+    let mut s = items
+        .iter()
+        .take(MAX)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > MAX {
+        s += &format!(" and {} more", items.len() - MAX);
+    }
+    s
+}
+
+/// Logs a check's status change (or its first non-pass status).
+pub(super) fn log_check_change(r: &CheckResult, before: Option<Status>) {
+    if before == Some(r.status) || (before.is_none() && r.status == Status::Pass) {
+        return;
+    }
+    let (kind, severity) = match r.status {
+        Status::Pass => (Kind::CheckChanged, Severity::Info),
+        Status::Warn if r.measurement == "age" => (Kind::HeartbeatStale, Severity::Warning),
+        Status::Warn => (Kind::CheckChanged, Severity::Warning),
+        Status::Fail => (Kind::CheckChanged, Severity::Error),
+    };
+    let from = before.map(Status::as_str).unwrap_or("unknown");
+    let mut e = Event::new(
+        kind,
+        severity,
+        format!(
+            "{}: {} -> {}{}",
+            r.key,
+            from,
+            r.status.as_str(),
+            r.output
+                .as_deref()
+                .map(|o| format!(": {o}"))
+                .unwrap_or_default()
+        ),
+    )
+    .check(&r.key);
+    if let Some(u) = &r.unit {
+        e = e.unit(u);
+    }
+    if r.measurement == "state" {
+        // A unit's state check: unit-failed and unit-recovered tell it.
+        e = e.quiet();
+    }
+    e.emit();
+}

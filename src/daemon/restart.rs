@@ -1,0 +1,229 @@
+//! Restarts: whether a unit is unitwatch's to restart, planning one on the
+//! backoff (or refusing it at the hourly cap), a stale heartbeat's restart,
+//! and issuing the planned ones through systemd when they are due.
+
+use super::*;
+
+impl Supervisor {
+    /// Does the unit have `Restart=` set, so that systemd may bring it back
+    /// itself? Read at the failure, since the unit file may have changed.
+    pub(super) async fn systemd_may_restart(&self, name: &str) -> bool {
+        let (Some(bus), Some(path)) = (&self.bus, self.paths.get(name)) else {
+            return false;
+        };
+        bus.restart_setting(name, path)
+            .await
+            .is_ok_and(|r| r != "no")
+    }
+
+    /// Decides on one unit: plan a restart, note health, or leave it.
+    pub(super) async fn supervise_unit(&mut self, name: &str, now: SystemTime) {
+        let Some(cfg) = self.config.unit(name) else {
+            return;
+        };
+        if !cfg.restart {
+            return;
+        }
+        let Some(cur) = self.units.get(name).cloned() else {
+            return;
+        };
+        if self.healthy(name) {
+            let out = self.store.entry(name).record_healthy(now, &self.policy);
+            if out.cancelled {
+                self.dirty = true;
+                log::info!(unitwatch_unit = name; "planned restart of {name} cancelled: it is healthy again");
+            }
+            if out.reset {
+                self.dirty = true;
+                Event::new(
+                    Kind::BackoffReset,
+                    Severity::Info,
+                    format!(
+                        "{name} healthy for {}: backoff starts over at {}",
+                        fmt_delay(self.policy.reset_after),
+                        fmt_delay(self.policy.initial)
+                    ),
+                )
+                .unit(name)
+                .quiet()
+                .emit();
+            }
+            return;
+        }
+        if cur.is_failed() && !self.settling.contains_key(name) {
+            let reason = if cur.start_limit_hit() {
+                "start-limit-hit"
+            } else {
+                "failed"
+            };
+            self.plan(name, now, reason);
+        } else if cur.is_active() {
+            self.heartbeat_restart(name, now).await;
+        }
+    }
+
+    /// A stale heartbeat of an active unit restarts it, once the unit has
+    /// been up for `max_age` (a fresh start gets time to write its first one).
+    pub(super) async fn heartbeat_restart(&mut self, name: &str, now: SystemTime) {
+        let stale: Vec<(String, Duration)> = self
+            .config
+            .heartbeats
+            .iter()
+            .filter(|h| h.restart_unit.as_ref().is_some_and(|u| u.as_str() == name))
+            .filter(|h| {
+                let key = format!("heartbeat:{}:age", h.path.display());
+                self.results
+                    .iter()
+                    .any(|r| r.key == key && r.status != Status::Pass)
+            })
+            .map(|h| (h.path.display().to_string(), h.max_age))
+            .collect();
+        let Some(max_age) = stale.iter().map(|s| s.1).max() else {
+            return;
+        };
+        if self.store.entry(name).pending_restart_at.is_some() {
+            return;
+        }
+        let (Some(bus), Some(path)) = (&self.bus, self.paths.get(name)) else {
+            return;
+        };
+        let up_since = match bus.active_enter(path).await {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!(unitwatch_unit = name; "cannot read ActiveEnterTimestamp of {name}: {e}");
+                return;
+            }
+        };
+        let up_for = up_since.and_then(|t| now.duration_since(t).ok());
+        if up_for.is_some_and(|d| d < max_age) {
+            return;
+        }
+        log::info!(
+            unitwatch_unit = name;
+            "{name} is active but its heartbeat is stale ({}): restarting it",
+            stale.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        self.store.entry(name).record_failure(now);
+        self.plan(name, now, "heartbeat-stale");
+    }
+
+    pub(super) fn plan(&mut self, name: &str, now: SystemTime, reason: &str) {
+        let decision = self
+            .store
+            .entry(name)
+            .plan_restart(now, &self.policy, reason);
+        match decision {
+            Decision::Schedule { delay, attempt, .. } => {
+                self.dirty = true;
+                Event::new(
+                    Kind::RestartScheduled,
+                    Severity::Warning,
+                    format!(
+                        "restarting {name} in {} (attempt {attempt}, reason: {reason})",
+                        fmt_delay(delay)
+                    ),
+                )
+                .unit(name)
+                .delay(delay)
+                // The failure and the restart itself reach alert channels.
+                .quiet()
+                .emit();
+            }
+            Decision::AlreadyScheduled { .. } => {}
+            Decision::LimitReached { first, retry_at } => {
+                if first {
+                    self.dirty = true;
+                    Event::new(
+                        Kind::RestartLimit,
+                        Severity::Critical,
+                        format!(
+                            "{name}: {} restarts in the last hour, the limit: not restarting it again before {} unless it recovers or `unitwatchd backoff reset {name}`",
+                            self.policy.max_per_hour,
+                            humantime::format_rfc3339_seconds(retry_at)
+                        ),
+                    )
+                    .unit(name)
+                    .emit();
+                }
+            }
+        }
+    }
+
+    /// When the next planned restart is due.
+    pub(super) fn next_deadline(&self) -> Option<SystemTime> {
+        self.bus.as_ref()?;
+        self.store
+            .units
+            .iter()
+            .filter(|(n, _)| self.config.unit(n).is_some_and(|u| u.restart))
+            .filter_map(|(_, u)| u.pending_restart_at.map(|t| t.0))
+            .min()
+    }
+
+    /// Issues every restart that is due.
+    pub(super) async fn restart_due(&mut self) {
+        let now = SystemTime::now();
+        let due: Vec<String> = self
+            .store
+            .units
+            .iter()
+            .filter(|(n, u)| {
+                u.pending_restart_at.is_some_and(|t| t.0 <= now)
+                    && self.config.unit(n).is_some_and(|c| c.restart)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let Some(bus) = &self.bus else { return };
+            let entry = &self.store.units[&name];
+            let reason = entry.pending_reason.clone().unwrap_or_default();
+            let delay = entry.next_delay(&self.policy);
+            // reset-failed also clears systemd's start-limit counter: without
+            // it a unit whose Restart= burst hit the limit refuses the start
+            // (systemd 252 then shows Result=exit-code, not start-limit-hit,
+            // so the result alone cannot tell). unitwatch's own backoff and
+            // hourly cap take the limit's place. Each call is a polkit check
+            // (a few ms), so it is made only where the counter can be spent:
+            // units with Restart=, or that say start-limit-hit.
+            let status = self.units.get(&name);
+            let needs_reset = status.is_some_and(UnitStatus::start_limit_hit)
+                || (status.is_some_and(UnitStatus::is_failed)
+                    && self.systemd_may_restart(&name).await);
+            if needs_reset {
+                if let Err(e) = bus.reset_failed(&name).await {
+                    log::warn!(unitwatch_unit = name.as_str(); "{e}");
+                }
+            }
+            let outcome = bus.restart(&name).await;
+            let entry = self.store.entry(&name);
+            entry.record_restart(now, &self.policy);
+            let attempt = entry.attempts;
+            self.dirty = true;
+            // On disk before it is told: whoever reads the event (a person,
+            // a test, an alert) finds the state that goes with it.
+            self.persist();
+            match outcome {
+                Ok(()) => Event::new(
+                    Kind::UnitRestarted,
+                    Severity::Error,
+                    format!(
+                        "restarted {name} (attempt {attempt}, after {}, reason: {reason})",
+                        fmt_delay(delay)
+                    ),
+                )
+                .unit(&name)
+                .delay(delay)
+                .emit(),
+                Err(e) => Event::new(
+                    Kind::RestartFailed,
+                    Severity::Critical,
+                    format!("could not restart {name} (attempt {attempt}): {e}"),
+                )
+                .unit(&name)
+                .emit(),
+            }
+        }
+        self.persist();
+        self.publish();
+    }
+}

@@ -1,0 +1,131 @@
+//! The daemon's loop: D-Bus signals, the sweep ticker (whose completed
+//! sweeps alone ping the watchdog), due restarts, settle windows, the
+//! reconnect deadline, SIGHUP and SIGTERM, one at a time.
+
+use super::*;
+
+async fn next_change(signals: &mut Option<Signals>) -> Option<Change> {
+    match signals {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_wall(t: Option<SystemTime>) {
+    match t {
+        Some(t) => {
+            let d = t.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::time::sleep(d).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
+    let config = Config::load(config_path)?;
+    // Started first, so that events of the start (a corrupt state file)
+    // are exported too.
+    let telemetry =
+        Settings::resolve(&config, &process_env)?.map(|s| (s.clone(), Telemetry::start(s)));
+    let specs = crate::alerts::resolve(&config, &process_env)?;
+    ensure_dir(&config.daemon.state_dir)?;
+    let alerts = if specs.is_empty() {
+        None
+    } else {
+        let a = Alerts::start(&specs, config.alerts_state_path())?;
+        Some((specs, a))
+    };
+    let mut sup = Supervisor::new(config_path, config)?;
+    sup.telemetry = telemetry;
+    sup.alerts = alerts;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+
+    let mut stream = sup.connect().await;
+    sup.sweep().await;
+    if sup.bus.is_none() {
+        stream = None;
+    }
+    Event::new(
+        Kind::DaemonStarted,
+        Severity::Info,
+        format!(
+            "unitwatchd {} watching {} units, {} checks: {}",
+            env!("CARGO_PKG_VERSION"),
+            sup.config.units.len(),
+            sup.checks.len(),
+            sup.status_line
+        ),
+    )
+    .emit();
+    notify::ready(&sup.status_line);
+
+    let new_ticker = |p: Duration| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    };
+    let mut ticker = new_ticker(sup.period());
+    // An absolute deadline, kept across iterations: a sleep made afresh in
+    // each turn of the loop would never finish while the sweep ticker (as
+    // short as the retry wait) keeps winning the select.
+    let mut reconnect_at: Option<tokio::time::Instant> = None;
+    loop {
+        if stream.is_none() && reconnect_at.is_none() {
+            reconnect_at = Some(tokio::time::Instant::now() + RECONNECT_EVERY);
+        }
+        let reconnect = async move {
+            match reconnect_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            c = next_change(&mut stream) => match c {
+                Some(change) => {
+                    sup.on_change(change).await;
+                    if stream.as_ref().is_some_and(Signals::take_overflow) {
+                        log::warn!("signal queue overflowed: re-reading every unit");
+                        sup.sweep().await;
+                    }
+                }
+                None => { stream = None; sup.lost_bus("the bus closed the connection"); }
+            },
+            _ = ticker.tick() => {
+                sup.sweep().await;
+                if sup.bus.is_none() {
+                    stream = None;
+                }
+                notify::watchdog(&sup.status_line);
+            }
+            _ = sleep_until_wall(sup.next_deadline()) => sup.restart_due().await,
+            _ = sleep_until_wall(sup.settling.values().min().copied()) => sup.settle_due().await,
+            _ = reconnect => {
+                reconnect_at = None;
+                stream = sup.connect().await;
+                if stream.is_some() {
+                    sup.sweep().await;
+                }
+            }
+            _ = hup.recv() => {
+                sup.reload().await;
+                ticker = new_ticker(sup.period());
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    notify::stopping();
+    sup.dirty = true;
+    sup.persist();
+    if let Some((_, a)) = sup.alerts.take() {
+        a.shutdown(Duration::from_secs(3)).await;
+    }
+    if let Some((_, t)) = sup.telemetry.take() {
+        t.shutdown().await;
+    }
+    log::info!("unitwatchd stopping");
+    Ok(())
+}
