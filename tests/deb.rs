@@ -394,7 +394,8 @@ fn install_upgrade_purge() {
     // An upgraded machine is as a fresh install: 0.1.0-1 enabled the
     // socket unit, which is an alternative to [http] listen, not a default.
     assert_eq!(
-        sb.sh_out("systemctl is-enabled unitwatch-http.socket").trim(),
+        sb.sh_out("systemctl is-enabled unitwatch-http.socket")
+            .trim(),
         "disabled"
     );
     assert_eq!(sb.prop("unitwatch-http.socket", "ActiveState"), "inactive");
