@@ -133,7 +133,11 @@ fn install_on_vm_keeps_the_cloud_init_config() {
         .unwrap_or_else(|e| panic!("{}: {e}: run scripts/test", debs.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
-            p.extension().is_some_and(|x| x == "deb") && !p.to_string_lossy().contains("~test")
+            // This version's, not the previous release's that the upgrade
+            // test installs first.
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with(&format!("unitwatch_{}-", env!("CARGO_PKG_VERSION")))
+                && name.ends_with(".deb")
         })
         .expect("the current package in target/deb-test");
 
