@@ -67,17 +67,6 @@ const TELEMETRY: &str = "[telemetry]\ninterval = \"10s\"\n";
 const DEAD_ALERTS: &str = "[[alert]]\ntype = \"discord\"\nurl = \"http://127.0.0.1:8099/api/webhooks/1/x\"\ncooldown = \"0s\"\n\
 [[alert]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:8099/hook\"\ncooldown = \"0s\"\n";
 
-fn start_dead_receiver(sb: &Sandbox) {
-    sb.ok("systemd-run --unit=deadhook /usr/bin/python3 -c \
-           'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",8099)); s.listen(1024); time.sleep(86400)'");
-    sb.wait_for("the dead receiver", Duration::from_secs(10), || {
-        sb.sh("ss -ltn | grep -q 127.0.0.1:8099")
-            .status
-            .success()
-            .then_some(())
-    });
-}
-
 /// What runs beside the supervisor in a detection run.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Beside {
@@ -218,7 +207,7 @@ struct Figures {
 fn latency_interleaved() {
     let sb = boot_with_units("bench-latency");
     sb.start_rotel();
-    start_dead_receiver(&sb);
+    sb.start_dead_listener(8099);
     // A stalled loop stops the pings; 2 s makes a stall of a second or two
     // visible as a watchdog kill (the shipped unit has 30 s).
     sb.start_unitwatch(&Beside::Nothing.config(), "WatchdogSec=2s");
@@ -387,7 +376,7 @@ fn footprint(export: Export) -> (u64, serde_json::Value) {
             format!("{TELEMETRY}endpoint = \"http://127.0.0.1:9\"\nqueue_size = {DOWN_QUEUE}\n")
         }
         Export::DeadAlerts => {
-            start_dead_receiver(&sb);
+            sb.start_dead_listener(8099);
             DEAD_ALERTS.to_string()
         }
     };

@@ -41,6 +41,11 @@ pub use run::run;
 /// `auto-restart` (it does so in the same event-loop turn; this is margin).
 const SETTLE: Duration = Duration::from_millis(250);
 
+/// How long a restart job may stay unseen before a unit still read as
+/// `failed` is taken for failed again (systemd runs the job at once; this
+/// is margin for a loaded machine).
+const RESTART_JOB_GRACE: Duration = Duration::from_secs(5);
+
 /// How long one attempt to reach systemd over D-Bus may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -97,6 +102,11 @@ pub struct Supervisor {
     /// systemd 252 a service passes through `failed` on its way to
     /// `auto-restart`, so a failure is only news if it stays.
     settling: HashMap<String, SystemTime>,
+    /// Units restarted by unitwatch whose restart job systemd has not been
+    /// seen to run yet: until a signal (or a read that is not `failed`)
+    /// shows it did, a sweep's `failed` is the state from before the
+    /// restart, not a new failure, and must not plan a second restart.
+    restarting: HashMap<String, SystemTime>,
     store: BackoffStore,
     dirty: bool,
     bus: Option<Systemd>,
@@ -140,6 +150,7 @@ impl Supervisor {
             paths: HashMap::new(),
             down: HashSet::new(),
             settling: HashMap::new(),
+            restarting: HashMap::new(),
             store,
             dirty: false,
             bus: None,
@@ -236,6 +247,9 @@ impl Supervisor {
             let changed = self.units.get(&name).is_none_or(|p| {
                 (&p.active_state, &p.sub_state) != (&status.active_state, &status.sub_state)
             });
+            if !status.is_failed() {
+                self.restarting.remove(&name);
+            }
             let prev = self.units.insert(name.clone(), status);
             if changed {
                 moved.push((name, prev));
@@ -477,6 +491,8 @@ impl Supervisor {
         };
         let prev = status.clone();
         if change.apply(status) {
+            // systemd moved the unit: a restart job in flight has run.
+            self.restarting.remove(&name);
             self.on_transition(&name, Some(prev)).await;
             self.persist();
             self.publish();

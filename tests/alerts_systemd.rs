@@ -265,14 +265,7 @@ fn a_crash_loop_alerts_once_and_the_restart_limit_pings() {
 fn a_reload_away_from_a_hung_channel_stalls_nothing() {
     let sb = Sandbox::boot("alerts-reload");
     // Takes connections and never reads: every delivery hangs.
-    sb.ok("systemd-run --unit=deadhook /usr/bin/python3 -c \
-           'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",8099)); s.listen(64); time.sleep(86400)'");
-    sb.wait_for("the dead receiver", Duration::from_secs(10), || {
-        sb.sh("ss -ltn | grep -q 127.0.0.1:8099")
-            .status
-            .success()
-            .then_some(())
-    });
+    sb.start_dead_listener(8099);
     sb.unit("worker.service", WORKER);
     sb.ok("systemctl start worker");
     let base = "[daemon]\ninterval = \"1s\"\n[backoff]\ninitial = \"100ms\"\n[[unit]]\nname = \"worker.service\"\n";

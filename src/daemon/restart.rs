@@ -50,7 +50,11 @@ impl Supervisor {
             }
             return;
         }
-        if cur.is_failed() && !self.settling.contains_key(name) {
+        let restart_in_flight = self
+            .restarting
+            .get(name)
+            .is_some_and(|t| now.duration_since(*t).unwrap_or_default() < RESTART_JOB_GRACE);
+        if cur.is_failed() && !self.settling.contains_key(name) && !restart_in_flight {
             let reason = if cur.start_limit_hit() {
                 "start-limit-hit"
             } else {
@@ -202,6 +206,9 @@ impl Supervisor {
             // On disk before it is told: whoever reads the event (a person,
             // a test, an alert) finds the state that goes with it.
             self.persist();
+            if outcome.is_ok() {
+                self.restarting.insert(name.clone(), now);
+            }
             match outcome {
                 Ok(()) => Event::new(
                     Kind::UnitRestarted,

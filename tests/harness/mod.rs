@@ -228,6 +228,22 @@ impl Sandbox {
         });
     }
 
+    /// A listener on 127.0.0.1:`port`, the transient unit `deadhook`, that
+    /// takes connections and never reads them: every request to it hangs
+    /// (an alert channel or a collector that never answers).
+    pub fn start_dead_listener(&self, port: u16) {
+        self.ok(&format!(
+            "systemd-run --unit=deadhook /usr/bin/python3 -c \
+             'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(1024); time.sleep(86400)'"
+        ));
+        self.wait_for("the dead listener", Duration::from_secs(10), || {
+            self.sh(&format!("ss -ltn | grep -q 127.0.0.1:{port}"))
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+
     /// Installs unitwatch.service from `systemd/` (its ExecStart pointed at
     /// the built binary), writes `config`, and starts it.
     pub fn start_unitwatch(&self, config: &str, dropin: &str) {
