@@ -1,0 +1,241 @@
+//! The exposition against fixed snapshots: values in base units, the
+//! per-channel and export series, both formats' naming, no snapshot.
+
+use super::*;
+use crate::checks::CheckResult;
+use crate::snapshot::{BackoffView, UnitView};
+use crate::units::UnitStatus;
+use std::collections::BTreeMap;
+
+fn snap() -> Snapshot {
+    let c = |key: &str, v: serde_json::Value, status: Status| {
+        let (component, measurement) = key.rsplit_once(':').unwrap();
+        CheckResult {
+            key: key.into(),
+            component: component.into(),
+            measurement: measurement.into(),
+            component_type: "system".into(),
+            unit: None,
+            status,
+            observed_value: v,
+            observed_unit: None,
+            output: None,
+            time: "2026-11-23T10:00:00.000Z".into(),
+            duration_us: 1500,
+        }
+    };
+    let mut units = BTreeMap::new();
+    units.insert(
+        "a.service".to_string(),
+        UnitView {
+            state: Some(UnitStatus {
+                load_state: "loaded".into(),
+                active_state: "failed".into(),
+                sub_state: "failed".into(),
+                memory_current: Some(1048576),
+                ..Default::default()
+            }),
+            restart: true,
+            backoff: BackoffView {
+                restarts_total: 4,
+                systemd_restarts_total: 2,
+                next_delay_ms: 80_000,
+                restarts_last_hour: 3,
+                limited: true,
+                ..Default::default()
+            },
+        },
+    );
+    // Failing overall, whatever these checks say: the unit is failed.
+    Snapshot {
+        status: Status::Fail,
+        version: "9.9.9-daemon".into(),
+        ..Snapshot::fixture(
+            vec![
+                c("disk:/:utilization", serde_json::json!(81.5), Status::Warn),
+                c("disk:/:inodes", serde_json::json!(2.0), Status::Pass),
+                c("memory:utilization", serde_json::json!(50.0), Status::Pass),
+                c(
+                    "heartbeat:/var/lib/x/hb:age",
+                    serde_json::json!(12.5),
+                    Status::Pass,
+                ),
+            ],
+            units,
+        )
+    }
+}
+
+fn has(text: &str, line: &str) {
+    assert!(
+        text.lines().any(|l| l == line),
+        "no line {line:?} in:\n{text}"
+    );
+}
+
+#[test]
+fn values_in_base_units() {
+    let om = finish(&render(Some(&snap())), Some(2.5));
+    has(&om, "unitwatch_disk_used_ratio{path=\"/\"} 0.815");
+    has(&om, "unitwatch_disk_inodes_used_ratio{path=\"/\"} 0.02");
+    has(&om, "unitwatch_memory_used_ratio 0.5");
+    has(
+        &om,
+        "unitwatch_heartbeat_age_seconds{path=\"/var/lib/x/hb\"} 12.5",
+    );
+    has(
+        &om,
+        "unitwatch_unit_state{unit=\"a.service\",state=\"failed\"} 1.0",
+    );
+    has(
+        &om,
+        "unitwatch_unit_state{unit=\"a.service\",state=\"active\"} 0.0",
+    );
+    has(&om, "unitwatch_unit_restarts_total{unit=\"a.service\"} 4");
+    has(
+        &om,
+        "unitwatch_unit_systemd_restarts_total{unit=\"a.service\"} 2",
+    );
+    has(
+        &om,
+        "unitwatch_unit_backoff_delay_seconds{unit=\"a.service\"} 80.0",
+    );
+    has(
+        &om,
+        "unitwatch_unit_restart_limited{unit=\"a.service\"} 1.0",
+    );
+    has(
+        &om,
+        "unitwatch_unit_memory_bytes{unit=\"a.service\"} 1048576.0",
+    );
+    has(
+        &om,
+        "unitwatch_check_status{check=\"disk:/:utilization\",status=\"warn\"} 1.0",
+    );
+    has(
+        &om,
+        "unitwatch_check_duration_seconds{check=\"disk:/:utilization\"} 0.0015",
+    );
+    has(&om, "unitwatch_health_status{status=\"fail\"} 1.0");
+    has(&om, "unitwatch_snapshot_age_seconds 2.5");
+    has(
+        &om,
+        "unitwatch_snapshot_last_update_timestamp_seconds 1795428000.0",
+    );
+    // The server's own version, as Cargo.toml gives it, and not the
+    // daemon's from the snapshot (which the fixture sets apart).
+    let manifest = include_str!("../../../Cargo.toml");
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("Cargo.toml has a version line");
+    has(
+        &om,
+        &format!("unitwatch_build_info{{version=\"{version}\"}} 1.0"),
+    );
+    assert_eq!(om.matches("unitwatch_build_info{").count(), 1, "{om}");
+    assert!(!om.contains("version=\"9.9.9-daemon\""), "{om}");
+    assert!(om.ends_with("# EOF\n"));
+    has(&om, "# TYPE unitwatch_unit_restarts counter");
+}
+
+#[test]
+fn alert_series_per_channel() {
+    let mut s = snap();
+    assert!(!render(Some(&s)).contains("unitwatch_alerts"));
+    s.alerts = vec![crate::snapshot::AlertChannelView {
+        name: "ops".into(),
+        kind: "discord".into(),
+        sent_total: 4,
+        failed_total: 1,
+        suppressed_total: 9,
+        dropped_total: 0,
+        queued: 2,
+        ..Default::default()
+    }];
+    let t = render(Some(&s));
+    has(
+        &t,
+        "unitwatch_alerts_sent_total{channel=\"ops\",type=\"discord\"} 4",
+    );
+    has(
+        &t,
+        "unitwatch_alerts_failed_total{channel=\"ops\",type=\"discord\"} 1",
+    );
+    has(
+        &t,
+        "unitwatch_alerts_suppressed_total{channel=\"ops\",type=\"discord\"} 9",
+    );
+    has(
+        &t,
+        "unitwatch_alerts_queued{channel=\"ops\",type=\"discord\"} 2.0",
+    );
+}
+
+#[test]
+fn telemetry_series_only_when_the_export_is_on() {
+    let (_, off) = Exposition::new(Some(&snap())).scrape(false, None);
+    assert!(!off.contains("unitwatch_telemetry"), "{off}");
+    let mut s = snap();
+    s.telemetry = Some(crate::snapshot::TelemetryView {
+        protocol: "grpc".into(),
+        endpoint: "http://127.0.0.1:4317".into(),
+        exports_total: 7,
+        export_failures_total: 2,
+        dropped_total: 3,
+        queued_events: 5,
+        last_success_at: Some("2026-11-23T10:00:00.000Z".into()),
+        last_error: None,
+    });
+    let (_, t) = Exposition::new(Some(&s)).scrape(false, None);
+    has(&t, "unitwatch_telemetry_exports_total 7");
+    has(&t, "unitwatch_telemetry_export_failures_total 2");
+    has(&t, "unitwatch_telemetry_dropped_total 3");
+    has(&t, "unitwatch_telemetry_queued_events 5.0");
+    has(
+        &t,
+        "unitwatch_telemetry_last_success_timestamp_seconds 1795428000.0",
+    );
+}
+
+#[test]
+fn prometheus_text_names_counters_with_total_and_has_no_eof() {
+    let (ct, t) = Exposition::new(Some(&snap())).scrape(false, Some(1.0));
+    assert_eq!(ct, PROMETHEUS_TEXT);
+    has(&t, "unitwatch_snapshot_age_seconds 1.0");
+    // Series within a family come in any order: compare line sets.
+    let lines = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        lines(&t),
+        lines(&to_prometheus_text(&finish(
+            &render(Some(&snap())),
+            Some(1.0)
+        )))
+    );
+    has(&t, "# TYPE unitwatch_unit_restarts_total counter");
+    has(
+        &t,
+        "# HELP unitwatch_unit_restarts_total Restarts of the unit done by unitwatch.",
+    );
+    has(&t, "unitwatch_unit_restarts_total{unit=\"a.service\"} 4");
+    has(&t, "# TYPE unitwatch_disk_used_ratio gauge");
+    assert!(!t.contains("# EOF"), "{t}");
+    assert!(!t.contains("# TYPE unitwatch_unit_restarts counter"), "{t}");
+}
+
+#[test]
+fn without_a_snapshot_only_presence_and_build() {
+    let om = finish(&render(None), None);
+    has(&om, "unitwatch_snapshot_present 0.0");
+    assert!(!om.contains("unitwatch_unit_state"));
+    assert!(wants_openmetrics(Some(
+        "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+    )));
+    assert!(!wants_openmetrics(Some("text/plain")));
+    assert!(!wants_openmetrics(None));
+}
