@@ -209,6 +209,20 @@ fn wrk(sb: &harness::Sandbox, path: &str, pin: &str, threads: u32) -> Load {
     }
 }
 
+/// wrk against /health and /metrics, each with its verdict.
+fn loads(sb: &harness::Sandbox, pin: &str, threads: u32) {
+    let health = wrk(sb, "/health", pin, threads);
+    println!(
+        "   target: /health >= 50,000 requests/s with p99 <= 1 ms, no errors: {}",
+        verdict(health.meets(50_000.0, 1.0))
+    );
+    let m = wrk(sb, "/metrics", pin, threads);
+    println!(
+        "   target: /metrics answered without errors: {}",
+        verdict(m.errors.is_empty())
+    );
+}
+
 fn load() {
     const UNITS: usize = 50;
     let sb = harness::Sandbox::boot("bench-http");
@@ -227,23 +241,17 @@ fn load() {
     sb.start_unitwatch(&config, "");
     sb.install_http();
     sb.ok("systemctl start unitwatch-http");
-    sb.wait_for("/health 200", Duration::from_secs(10), || {
-        (sb.curl("http://127.0.0.1:8080/health").0 == 200).then_some(())
-    });
+    let serving = || {
+        sb.wait_for("/health 200", Duration::from_secs(10), || {
+            (sb.curl("http://127.0.0.1:8080/health").0 == 200).then_some(())
+        })
+    };
+    serving();
     println!(
         "\n== load: unitwatch-http as shipped (DynamicUser), {UNITS} watched units, daemon sweeping every 1 s"
     );
     println!("-- unpinned: wrk's two threads and the server share both cores");
-    let health = wrk(&sb, "/health", "", 2);
-    println!(
-        "   target: /health >= 50,000 requests/s with p99 <= 1 ms, no errors: {}",
-        verdict(health.meets(50_000.0, 1.0))
-    );
-    let m = wrk(&sb, "/metrics", "", 2);
-    println!(
-        "   target: /metrics answered without errors: {}",
-        verdict(m.errors.is_empty())
-    );
+    loads(&sb, "", 2);
     // The load generator competes with the server for the same two cores;
     // with one core each, the figures are the server's rather than the
     // scheduler's.
@@ -252,20 +260,9 @@ fn load() {
         "[Service]\nCPUAffinity=0\n",
     );
     sb.ok("systemctl daemon-reload && systemctl restart unitwatch-http");
-    sb.wait_for("/health 200", Duration::from_secs(10), || {
-        (sb.curl("http://127.0.0.1:8080/health").0 == 200).then_some(())
-    });
+    serving();
     println!("-- pinned: the server on cpu 0, wrk (one thread) on cpu 1");
-    let health = wrk(&sb, "/health", "taskset -c 1 ", 1);
-    println!(
-        "   target: /health >= 50,000 requests/s with p99 <= 1 ms, no errors: {}",
-        verdict(health.meets(50_000.0, 1.0))
-    );
-    let m = wrk(&sb, "/metrics", "taskset -c 1 ", 1);
-    println!(
-        "   target: /metrics answered without errors: {}",
-        verdict(m.errors.is_empty())
-    );
+    loads(&sb, "taskset -c 1 ", 1);
     println!(
         "   for scale, remembered from runs here (not measured in this one): monit's HTTP page ~5,000 requests/s, p99 ~6 ms; \
          node_exporter --collector.systemd at 50 units 28 requests/s (wrk -c4), 42 ms a scrape"
