@@ -206,15 +206,15 @@ pub async fn check_once(config: &Config) -> Snapshot {
         }
     }
     let now = SystemTime::now();
-    let results = checks::run_all(
+    let results = checks::runner::run_all_once(
         &checks::build_all(config),
         &CheckContext {
             now,
             units: &units,
             systemd_error: bus_error.as_deref(),
-            proc_dir: &config.daemon.proc_dir,
         },
-    );
+    )
+    .await;
     let backoff = peek_backoff(&config.backoff_path()).unwrap_or_default();
     build_snapshot(&View {
         config,

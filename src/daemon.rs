@@ -3,12 +3,14 @@
 //! on their backoff schedule, and publishes status.json and sd_notify status.
 //!
 //! All state changes happen on this one task, so there are no locks; the only
-//! awaits are D-Bus calls to systemd and the timers.
+//! awaits are D-Bus calls to systemd and the timers. Probes (files, sockets,
+//! HTTP, commands) run on tasks of their own and their results arrive here
+//! as messages (checks.rs), so none of them can delay a failure's handling.
 //!
 //! This file holds the [`Supervisor`]'s state and its reactions to what
-//! systemd says (transitions, sweeps, checks, publishing); restart.rs the
-//! restarts, reload.rs what SIGHUP does, report.rs the snapshot and the
-//! check events, run.rs the loop itself.
+//! systemd says (transitions, sweeps, publishing); checks.rs the checks'
+//! results, restart.rs the restarts, reload.rs what SIGHUP does, report.rs
+//! the snapshot and the check events, run.rs the loop itself.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,7 +20,9 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::alerts::{AlertError, Alerts, ChannelSpec};
 use crate::backoff::{BackoffStore, Decision, Policy, StateError, UnitBackoff};
-use crate::checks::{self, Check, CheckContext, CheckResult, Status};
+use crate::checks::flap::Flap;
+use crate::checks::runner::Runner;
+use crate::checks::{self, CheckDef, CheckResult};
 use crate::config::{Config, ConfigError};
 use crate::events::{Event, Kind, Severity};
 use crate::fsutil::{ensure_dir, WriteError};
@@ -28,6 +32,7 @@ use crate::systemd::{Change, Signals, Systemd, SystemdError};
 use crate::telemetry::{Settings, Telemetry, TelemetryError};
 use crate::units::{UnitStatus, UnitTable};
 
+mod checks_run;
 mod reload;
 mod report;
 mod restart;
@@ -90,8 +95,21 @@ pub struct Supervisor {
     config_path: PathBuf,
     config: Config,
     policy: Policy,
-    checks: Vec<Box<dyn Check>>,
+    checks: Vec<CheckDef>,
+    /// One per check, in the order of `checks`.
     results: Vec<CheckResult>,
+    flaps: Vec<Flap>,
+    /// When each probe last reported (or the checks started), and whether
+    /// it has been failed for saying nothing since.
+    since: Vec<SystemTime>,
+    stale: Vec<bool>,
+    /// The probe tasks, and the generation of `checks` they run (a reload
+    /// starts a new one; results of the old are dropped).
+    runner: Option<Runner>,
+    generation: u64,
+    /// A snapshot is due by then: probe results that changed no status
+    /// are published together, at most once a second.
+    publish_at: Option<tokio::time::Instant>,
     units: UnitTable,
     /// D-Bus object path -> unit name, and back.
     by_path: HashMap<String, String>,
@@ -143,8 +161,14 @@ impl Supervisor {
         Ok(Supervisor {
             config_path: config_path.to_path_buf(),
             policy: Policy::from(&config.backoff),
-            checks: checks::build_all(&config),
+            checks: Vec::new(),
             results: Vec::new(),
+            flaps: Vec::new(),
+            since: Vec::new(),
+            stale: Vec::new(),
+            runner: None,
+            generation: 0,
+            publish_at: None,
             units: UnitTable::new(),
             by_path: HashMap::new(),
             paths: HashMap::new(),
@@ -365,44 +389,6 @@ impl Supervisor {
         self.publish();
     }
 
-    /// Runs all checks, or only those about `unit`, and logs status changes.
-    fn run_checks(&mut self, unit: Option<&str>) {
-        let ctx = CheckContext {
-            now: SystemTime::now(),
-            units: &self.units,
-            systemd_error: self.bus_error.as_deref(),
-            proc_dir: &self.config.daemon.proc_dir,
-        };
-        let first = self.results.len() != self.checks.len();
-        let mut fresh = Vec::with_capacity(self.checks.len());
-        for (i, c) in self.checks.iter().enumerate() {
-            let keep = !first && unit.is_some_and(|u| c.unit() != Some(u));
-            if keep {
-                fresh.push(self.results[i].clone());
-                continue;
-            }
-            let r = checks::run_one(c.as_ref(), &ctx);
-            let before = if first {
-                None
-            } else {
-                Some(self.results[i].status)
-            };
-            log_check_change(&r, before);
-            fresh.push(r);
-        }
-        self.results = fresh;
-    }
-
-    /// Is `unit` healthy: active, and every heartbeat tied to it fresh?
-    fn healthy(&self, unit: &str) -> bool {
-        self.units.get(unit).is_some_and(UnitStatus::is_active)
-            && self
-                .results
-                .iter()
-                .filter(|r| r.measurement == "age" && r.unit.as_deref() == Some(unit))
-                .all(|r| r.status == Status::Pass)
-    }
-
     /// Writes backoff.json if anything changed; a failed write is logged and
     /// retried at the next change, never fatal.
     fn persist(&mut self) {
@@ -437,6 +423,7 @@ impl Supervisor {
     /// Writes status.json, sends STATUS= when it changed, and hands the
     /// snapshot to the OTLP export.
     fn publish(&mut self) {
+        self.publish_at = None;
         let snap = self.snapshot();
         if let Err(e) = snap.write(&self.config.status_path()) {
             log::error!("{e}");
@@ -458,6 +445,7 @@ impl Supervisor {
             self.lost_bus(&e.to_string());
         }
         self.run_checks(None);
+        self.stale_checks();
         let now = SystemTime::now();
         for name in self.unit_names() {
             self.supervise_unit(&name, now).await;

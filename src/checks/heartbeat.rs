@@ -1,49 +1,131 @@
-//! Heartbeat: a file the service touches while it does its work; a file
-//! older than `max_age` (or missing) means the service is alive but stuck.
+//! Heartbeat, `[[heartbeat]]`: a file the service touches while it does
+//! its work; a file older than `max_age` (or missing) means the service is
+//! alive but stuck, and with `restart_unit` the unit is restarted.
 //!
 //! Only the mtime counts: ctime also moves on chmod, chown or a backup's
 //! touch of metadata, which would hide a hung service.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checks::{Check, CheckContext, CheckId, Outcome, Status};
-use crate::config::Config;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
 
-pub struct HeartbeatCheck {
-    id: CheckId,
-    path: PathBuf,
-    max_age: Duration,
-    restart_unit: Option<String>,
+use crate::checks::kind::{Kind, Make, MetricDoc};
+use crate::checks::{
+    blocking, CheckDef, CheckId, How, Measurement, Outcome, Probe, ProbeCtx, Status,
+};
+use crate::config::{duration, Bad, Config, KeySeg, UnitName};
+use crate::events::Kind as EventKind;
+use crate::manual::KeyDoc;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    pub path: PathBuf,
+    #[serde(deserialize_with = "duration")]
+    pub max_age: Duration,
+    #[serde(default)]
+    pub restart_unit: Option<UnitName>,
 }
 
-pub fn build(config: &Config) -> Vec<Box<dyn Check>> {
+const AGE: MetricDoc = MetricDoc {
+    name: "heartbeat_age_seconds",
+    help: "Age of the heartbeat file (time since its last modification)",
+    otlp: "health.heartbeat_age",
+    otlp_unit: "s",
+    otlp_scale: 1.0,
+};
+
+pub const KIND: Kind = Kind {
+    name: "heartbeat",
+    keys: &[
+        KeyDoc::section("[heartbeat]", "path", "required", "\"/var/lib/worker/heartbeat\"",
+            "An absolute path to a file the service touches while it works. It must be readable by the unitwatch user and must not be in /tmp (the service has a private one)."),
+        KeyDoc::section("[heartbeat]", "max_age", "required", "\"5m\"",
+            "A file missing or older than this (by mtime) is a warning."),
+        KeyDoc::section("[heartbeat]", "restart_unit", "none", "\"worker.service\"",
+            "A watched unit with restart = true: a stale heartbeat restarts it on the same backoff, once it has been up for max_age."),
+    ],
+    metrics: &[AGE],
+    make: Make::Section { problems, build },
+};
+
+fn problems(config: &Config, bad: &mut Bad<'_>) {
+    use KeySeg::{Index, Key};
+    for (i, h) in config.heartbeats.iter().enumerate() {
+        let at = |k: &'static str| vec![Key("heartbeat"), Index(i), Key(k)];
+        if !h.path.is_absolute() {
+            bad(
+                at("path"),
+                format!("{} is not an absolute path", h.path.display()),
+            );
+        }
+        if h.max_age.is_zero() {
+            bad(at("max_age"), "must be greater than zero".into());
+        }
+        if let Some(u) = &h.restart_unit {
+            match config.unit(u.as_str()) {
+                None => bad(
+                    at("restart_unit"),
+                    format!("{u} is not a watched unit: add a [[unit]] with name = \"{u}\""),
+                ),
+                Some(w) if !w.restart => {
+                    bad(at("restart_unit"), format!("{u} has restart = false"))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn build(config: &Config) -> Vec<CheckDef> {
     config
         .heartbeats
         .iter()
         .map(|h| {
-            Box::new(HeartbeatCheck {
-                id: CheckId {
+            let probe = Arc::new(HeartbeatProbe {
+                path: h.path.clone(),
+                max_age: h.max_age,
+                busy: Arc::default(),
+            });
+            let mut def = CheckDef::new(
+                CheckId {
                     component: format!("heartbeat:{}", h.path.display()),
                     measurement: "age",
                     component_type: "component",
                 },
-                path: h.path.clone(),
-                max_age: h.max_age,
-                restart_unit: h.restart_unit.as_ref().map(|u| u.to_string()),
-            }) as Box<dyn Check>
+                How::Probe(probe),
+                config.daemon.interval,
+            );
+            def.unit = h.restart_unit.as_ref().map(|u| u.to_string());
+            def.restart = h.restart_unit.is_some();
+            // A fresh start gets max_age to write its first heartbeat.
+            def.grace = h.max_age;
+            def.restart_reason = "heartbeat-stale";
+            def.event = EventKind::HeartbeatStale;
+            def
         })
         .collect()
 }
 
-impl Check for HeartbeatCheck {
-    fn id(&self) -> &CheckId {
-        &self.id
+pub struct HeartbeatProbe {
+    path: PathBuf,
+    max_age: Duration,
+    busy: Arc<AtomicBool>,
+}
+
+impl Probe for HeartbeatProbe {
+    fn run(self: Arc<Self>, ctx: ProbeCtx) -> BoxFuture<'static, Outcome> {
+        let what = format!("stat {}", self.path.display());
+        blocking(&self.busy.clone(), what, move || self.measure(ctx.now))
     }
-    fn unit(&self) -> Option<&str> {
-        self.restart_unit.as_deref()
-    }
-    fn run(&self, ctx: &CheckContext<'_>) -> Outcome {
+}
+
+impl HeartbeatProbe {
+    fn measure(&self, now: std::time::SystemTime) -> Outcome {
         let mtime = match std::fs::metadata(&self.path).and_then(|m| m.modified()) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -56,9 +138,10 @@ impl Check for HeartbeatCheck {
             }
         };
         // A file from the future (clock step) is fresh, not negative-aged.
-        let age = ctx.now.duration_since(mtime).unwrap_or_default();
+        let age = now.duration_since(mtime).unwrap_or_default();
         let secs = (age.as_secs_f64() * 1000.0).round() / 1000.0;
-        if age > self.max_age {
+        let path = self.path.display().to_string();
+        let o = if age > self.max_age {
             Outcome::new(Status::Warn, secs, Some("s")).with_output(format!(
                 "last written {} ago (max {})",
                 humantime::format_duration(Duration::from_secs(age.as_secs())),
@@ -66,7 +149,8 @@ impl Check for HeartbeatCheck {
             ))
         } else {
             Outcome::new(Status::Pass, secs, Some("s"))
-        }
+        };
+        o.measure(Measurement::new(AGE.name, secs).label("path", path))
     }
 }
 
@@ -77,13 +161,12 @@ mod tests {
 
     fn run(cfg: &str, now: SystemTime) -> Outcome {
         let c = Config::parse(cfg, std::path::Path::new("t.toml")).unwrap();
-        let units = Default::default();
-        build(&c)[0].run(&CheckContext {
-            now,
-            units: &units,
-            systemd_error: None,
-            proc_dir: std::path::Path::new("/proc"),
-        })
+        let probe = HeartbeatProbe {
+            path: c.heartbeats[0].path.clone(),
+            max_age: c.heartbeats[0].max_age,
+            busy: Arc::default(),
+        };
+        probe.measure(now)
     }
 
     #[test]
@@ -96,6 +179,9 @@ mod tests {
         let o = run(&cfg, mtime + Duration::from_secs(60));
         assert_eq!(o.status, Status::Pass);
         assert_eq!(o.observed_value, serde_json::json!(60.0));
+        assert_eq!(o.measurements[0].name, "heartbeat_age_seconds");
+        assert_eq!(o.measurements[0].labels["path"], p.display().to_string());
+        assert_eq!(o.measurements[0].value, 60.0);
         let o = run(&cfg, mtime + Duration::from_secs(301));
         assert_eq!(o.status, Status::Warn);
         assert_eq!(o.output.as_deref(), Some("last written 5m 1s ago (max 5m)"));
@@ -108,5 +194,19 @@ mod tests {
         let o = run(&cfg, SystemTime::now());
         assert_eq!(o.status, Status::Warn);
         assert!(o.output.unwrap().contains("is missing"));
+    }
+
+    #[test]
+    fn a_restart_unit_makes_a_restarting_check_with_max_age_as_grace() {
+        let c = Config::parse(
+            "[[unit]]\nname = \"a.service\"\n[[heartbeat]]\npath = \"/x\"\nmax_age = \"2m\"\nrestart_unit = \"a.service\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let d = &build(&c)[0];
+        assert_eq!(d.id.key(), "heartbeat:/x:age");
+        assert!(d.restart && d.is_probe());
+        assert_eq!(d.unit.as_deref(), Some("a.service"));
+        assert_eq!(d.grace, Duration::from_secs(120));
     }
 }

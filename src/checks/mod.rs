@@ -1,24 +1,54 @@
-//! Health checks: one module per check behind the [`Check`] trait, every
-//! family registered in [`FAMILIES`], and one runner that times each check.
+//! Health checks. Each kind of check is one file here, holding its config
+//! section, its validation, its manual entries, the figures it exports and
+//! the measuring itself; [`kind::KINDS`] lists them, and nothing outside
+//! this directory knows a kind's fields.
 //!
-//! A check never returns an error: whatever goes wrong becomes a `fail` with
-//! the reason in `output`, so one broken check cannot hide the others.
+//! A check is built into a [`CheckDef`]: what it is about (its key, unit
+//! and restart policy) and how it measures. State checks read systemd's
+//! view of the units, which the supervisor keeps, and run on its loop in
+//! microseconds, at once on a D-Bus signal. Probes (files, filesystems,
+//! sockets, HTTP, commands) run on tasks of their own ([`runner`]), each on
+//! its own interval and bounded by its own timeout, and report back as
+//! messages, so none can hold the loop up.
+//!
+//! A check never returns an error: whatever goes wrong becomes a `fail`
+//! with the reason in `output`, so one broken check cannot hide the others.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
-use std::time::{Instant, SystemTime};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::events::Kind as EventKind;
 use crate::units::UnitTable;
 
+pub mod common;
+pub mod flap;
+pub mod kind;
+pub mod runner;
+
+// The kinds of check: a kind is a module here and a line in KINDS.
 pub mod disk;
 pub mod heartbeat;
 pub mod memory;
 pub mod unit_memory;
 pub mod unit_state;
+
+/// Every kind of check, in the order their checks are listed.
+pub const KINDS: &[&Kind] = &[
+    &unit_state::KIND,
+    &unit_memory::KIND,
+    &heartbeat::KIND,
+    &disk::KIND,
+    &memory::KIND,
+];
+
+pub use common::CheckTable;
+pub use kind::{build_all, metric_doc, section_problems, Kind, MetricDoc};
 
 /// The three states of the health+json draft, ordered by severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -59,6 +89,33 @@ impl CheckId {
     }
 }
 
+/// A figure a check measured, named for export. `/metrics` shows it as
+/// `unitwatch_<name>{labels}` and the OTLP export under the name its kind's
+/// [`MetricDoc`] gives; neither parses keys or knows the kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// The metric's name after `unitwatch_`, in base units
+    /// (`probe_duration_seconds`, `disk_used_ratio`).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Measurement {
+    pub fn new(name: &str, value: f64) -> Self {
+        Measurement {
+            name: name.to_string(),
+            labels: BTreeMap::new(),
+            value,
+        }
+    }
+    pub fn label(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.labels.insert(k.to_string(), v.into());
+        self
+    }
+}
+
 /// What one run of a check saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -66,6 +123,7 @@ pub struct Outcome {
     pub observed_value: Value,
     pub observed_unit: Option<&'static str>,
     pub output: Option<String>,
+    pub measurements: Vec<Measurement>,
 }
 
 impl Outcome {
@@ -75,10 +133,15 @@ impl Outcome {
             observed_value: value.into(),
             observed_unit: unit,
             output: None,
+            measurements: Vec::new(),
         }
     }
     pub fn with_output(mut self, output: impl Into<String>) -> Self {
         self.output = Some(output.into());
+        self
+    }
+    pub fn measure(mut self, m: Measurement) -> Self {
+        self.measurements.push(m);
         self
     }
     /// A check that could not measure: fail, no value, the reason said.
@@ -98,18 +161,38 @@ pub fn grade(value: f64, warn: Option<f64>, crit: Option<f64>) -> Status {
     }
 }
 
+/// Grades `value` against thresholds below which it is bad (inclusive).
+pub fn grade_below(value: f64, warn: Option<f64>, crit: Option<f64>) -> Status {
+    grade(-value, warn.map(|w| -w), crit.map(|c| -c))
+}
+
 /// Rounds a percentage for display and JSON.
 pub fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// What the checks may look at.
+/// Milliseconds of `d`, rounded to microseconds, for observed values.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// "250ms", "5s", "1m 30s".
+pub fn fmt_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 || d >= Duration::from_secs(60) {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// What the state checks may look at.
 pub struct CheckContext<'a> {
     pub now: SystemTime,
     pub units: &'a UnitTable,
     /// Set when systemd cannot be reached: unit checks say so.
     pub systemd_error: Option<&'a str>,
-    pub proc_dir: &'a Path,
 }
 
 impl CheckContext<'_> {
@@ -125,14 +208,124 @@ impl CheckContext<'_> {
     }
 }
 
-pub trait Check: Send + Sync {
-    fn id(&self) -> &CheckId;
-    /// The systemd unit this check is about, if any: such checks are re-run
-    /// at once when a signal for that unit arrives.
-    fn unit(&self) -> Option<&str> {
-        None
-    }
+/// A check computed from systemd's view of the units: instant, no I/O.
+pub trait StateCheck: Send + Sync {
     fn run(&self, ctx: &CheckContext<'_>) -> Outcome;
+}
+
+/// What a probe gets for one run.
+#[derive(Clone)]
+pub struct ProbeCtx {
+    /// The run must be over by then: a probe says what it was waiting
+    /// for when the deadline passes ("no answer from ... within 5s").
+    pub deadline: tokio::time::Instant,
+    pub timeout: Duration,
+    pub now: SystemTime,
+}
+
+/// A check that measures something outside the supervisor: it runs on a
+/// task of its own and may take up to its timeout.
+pub trait Probe: Send + Sync + 'static {
+    fn run(self: Arc<Self>, ctx: ProbeCtx) -> BoxFuture<'static, Outcome>;
+}
+
+/// How a check measures.
+#[derive(Clone)]
+pub enum How {
+    State(Arc<dyn StateCheck>),
+    Probe(Arc<dyn Probe>),
+}
+
+/// One check, built from the configuration by its kind.
+#[derive(Clone)]
+pub struct CheckDef {
+    pub id: CheckId,
+    /// The unit the check is about: its result shows under
+    /// `/health/service/{unit}`, and state checks re-run on its signals.
+    pub unit: Option<String>,
+    /// A failure restarts `unit` (on the backoff and the hourly cap).
+    pub restart: bool,
+    /// A failure restarts the unit only once it has been up this long, so
+    /// a service just started has time to come up.
+    pub grace: Duration,
+    /// The reason such a restart gives (in its event and backoff.json).
+    pub restart_reason: &'static str,
+    /// Probes: how often and how long. State checks ignore both.
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive results before the shown status flips.
+    pub fail_after: u32,
+    pub pass_after: u32,
+    /// A failure only warns.
+    pub warn_only: bool,
+    /// The event of a status change that is not a pass.
+    pub event: EventKind,
+    /// Status changes are told by other events (a unit's state check:
+    /// unit-failed and unit-recovered).
+    pub quiet: bool,
+    pub how: How,
+}
+
+impl CheckDef {
+    /// A check with the defaults every kind starts from.
+    pub fn new(id: CheckId, how: How, interval: Duration) -> Self {
+        CheckDef {
+            id,
+            unit: None,
+            restart: false,
+            grace: Duration::ZERO,
+            restart_reason: "check-failed",
+            interval,
+            timeout: common::default_timeout(interval),
+            fail_after: 1,
+            pass_after: 1,
+            warn_only: false,
+            event: EventKind::CheckChanged,
+            quiet: false,
+            how,
+        }
+    }
+
+    pub fn is_probe(&self) -> bool {
+        matches!(self.how, How::Probe(_))
+    }
+
+    /// The result of one run, as it goes into status.json.
+    pub fn result(&self, mut o: Outcome, time: SystemTime, took: Duration) -> CheckResult {
+        if self.warn_only && o.status == Status::Fail {
+            o.status = Status::Warn;
+        }
+        CheckResult {
+            key: self.id.key(),
+            component: self.id.component.clone(),
+            measurement: self.id.measurement.to_string(),
+            component_type: self.id.component_type.to_string(),
+            unit: self.unit.clone(),
+            status: o.status,
+            observed_value: o.observed_value,
+            observed_unit: o.observed_unit.map(str::to_string),
+            output: o.output,
+            time: humantime::format_rfc3339_millis(time).to_string(),
+            duration_us: took.as_micros() as u64,
+            measurements: o.measurements,
+            pending: false,
+        }
+    }
+
+    /// A probe that has not reported yet.
+    pub fn pending(&self, since: SystemTime) -> CheckResult {
+        let mut r = self.result(
+            Outcome::new(Status::Warn, Value::Null, None).with_output(format!(
+                "no result yet (runs every {}, first run since {})",
+                fmt_duration(self.interval),
+                humantime::format_rfc3339_seconds(since)
+            )),
+            since,
+            Duration::ZERO,
+        );
+        r.pending = true;
+        r
+    }
 }
 
 /// One check's result, as it goes into status.json.
@@ -153,45 +346,15 @@ pub struct CheckResult {
     /// RFC 3339, when the check ran.
     pub time: String,
     pub duration_us: u64,
-}
-
-/// A figure a check measured, named for export: /metrics and the OTLP
-/// export both read the checks through this, so they cannot disagree.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Measure<'a> {
-    /// Seconds since the heartbeat file was last modified.
-    HeartbeatAge { path: &'a str, seconds: f64 },
-    /// Percent of the filesystem's space in use.
-    DiskUsed { path: &'a str, percent: f64 },
-    /// Percent of the filesystem's inodes in use.
-    DiskInodes { path: &'a str, percent: f64 },
-    /// Percent of the system's memory not available.
-    MemoryUsed { percent: f64 },
+    /// The figures it measured, for /metrics and the OTLP export.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
+    /// A probe that has not reported since the daemon (re)started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 impl CheckResult {
-    /// What this check measured, if it is one of the exported figures.
-    pub fn measure(&self) -> Option<Measure<'_>> {
-        let v = self.observed_value.as_f64()?;
-        let comp = self.component.as_str();
-        Some(match self.measurement.as_str() {
-            "age" => Measure::HeartbeatAge {
-                path: comp.strip_prefix("heartbeat:")?,
-                seconds: v,
-            },
-            "utilization" if comp == "memory" => Measure::MemoryUsed { percent: v },
-            "utilization" => Measure::DiskUsed {
-                path: comp.strip_prefix("disk:")?,
-                percent: v,
-            },
-            "inodes" => Measure::DiskInodes {
-                path: comp.strip_prefix("disk:")?,
-                percent: v,
-            },
-            _ => return None,
-        })
-    }
-
     /// The observed value for a person: "81.25 percent", "active", "-".
     pub fn display_value(&self) -> String {
         match (&self.observed_value, &self.observed_unit) {
@@ -203,45 +366,37 @@ impl CheckResult {
     }
 }
 
-/// A family builds its checks from the configuration.
-pub type Family = fn(&Config) -> Vec<Box<dyn Check>>;
-
-/// Every check family. A new check is a module plus one line here.
-pub const FAMILIES: &[Family] = &[
-    unit_state::build,
-    unit_memory::build,
-    heartbeat::build,
-    disk::build,
-    memory::build,
-];
-
-pub fn build_all(config: &Config) -> Vec<Box<dyn Check>> {
-    FAMILIES.iter().flat_map(|f| f(config)).collect()
-}
-
-/// Runs one check, timing it; a panic inside it becomes a `fail`.
-pub fn run_one(check: &dyn Check, ctx: &CheckContext<'_>) -> CheckResult {
+/// Runs a state check, timing it; a panic inside it becomes a `fail`.
+pub fn run_state(def: &CheckDef, check: &dyn StateCheck, ctx: &CheckContext<'_>) -> CheckResult {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
     let start = Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| check.run(ctx)))
         .unwrap_or_else(|_| Outcome::error("the check panicked; this is a bug in unitwatch"));
-    let id = check.id();
-    CheckResult {
-        key: id.key(),
-        component: id.component.clone(),
-        measurement: id.measurement.to_string(),
-        component_type: id.component_type.to_string(),
-        unit: check.unit().map(str::to_string),
-        status: outcome.status,
-        observed_value: outcome.observed_value,
-        observed_unit: outcome.observed_unit.map(str::to_string),
-        output: outcome.output,
-        time: humantime::format_rfc3339_millis(ctx.now).to_string(),
-        duration_us: start.elapsed().as_micros() as u64,
-    }
+    def.result(outcome, ctx.now, start.elapsed())
 }
 
-pub fn run_all(checks: &[Box<dyn Check>], ctx: &CheckContext<'_>) -> Vec<CheckResult> {
-    checks.iter().map(|c| run_one(c.as_ref(), ctx)).collect()
+/// Runs blocking work (a stat, a statvfs, a read of /proc) on tokio's
+/// blocking pool. A call stuck in the kernel (a hung NFS mount) cannot be
+/// cancelled, so `busy` keeps a second one from piling up behind it: the
+/// check fails, saying so, until the first returns.
+pub fn blocking<F>(busy: &Arc<AtomicBool>, what: String, f: F) -> BoxFuture<'static, Outcome>
+where
+    F: FnOnce() -> Outcome + Send + 'static,
+{
+    let busy = busy.clone();
+    Box::pin(async move {
+        if busy.swap(true, Ordering::AcqRel) {
+            return Outcome::error(format!("{what} from an earlier run has not returned yet"));
+        }
+        let guard = busy.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let o = f();
+            guard.store(false, Ordering::Release);
+            o
+        })
+        .await;
+        r.unwrap_or_else(|_| Outcome::error("the check panicked; this is a bug in unitwatch"))
+    })
 }
 
 /// The worst status among `results`; pass when there are none.
@@ -257,11 +412,8 @@ pub fn overall<'a>(results: impl IntoIterator<Item = &'a CheckResult>) -> Status
 mod tests {
     use super::*;
 
-    struct Panics(CheckId);
-    impl Check for Panics {
-        fn id(&self) -> &CheckId {
-            &self.0
-        }
+    struct Panics;
+    impl StateCheck for Panics {
         fn run(&self, _: &CheckContext<'_>) -> Outcome {
             panic!("boom")
         }
@@ -274,27 +426,18 @@ mod tests {
             now: SystemTime::now(),
             units: &units,
             systemd_error: None,
-            proc_dir: Path::new("/nonexistent"),
         };
-        let checks: Vec<Box<dyn Check>> = vec![
-            Box::new(Panics(CheckId {
-                component: "x".into(),
-                measurement: "y",
-                component_type: "system",
-            })),
-            Box::new(memory::MemoryCheck::new(90.0, 95.0)),
-        ];
-        let r = run_all(&checks, &ctx);
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[0].status, Status::Fail);
-        assert!(r[0].output.as_deref().unwrap().contains("panicked"));
-        // The second check still ran (and failed on its own terms).
-        assert_eq!(r[1].key, "memory:utilization");
-        assert!(r[1]
-            .output
-            .as_deref()
-            .unwrap()
-            .contains("/nonexistent/meminfo"));
+        let id = CheckId {
+            component: "x".into(),
+            measurement: "y",
+            component_type: "system",
+        };
+        let check = Arc::new(Panics);
+        let def = CheckDef::new(id, How::State(check.clone()), Duration::from_secs(10));
+        let r = run_state(&def, check.as_ref(), &ctx);
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.output.as_deref().unwrap().contains("panicked"));
+        assert_eq!(r.key, "x:y");
     }
 
     #[test]
@@ -303,7 +446,54 @@ mod tests {
         assert_eq!(grade(80.0, Some(80.0), Some(90.0)), Status::Warn);
         assert_eq!(grade(90.0, Some(80.0), Some(90.0)), Status::Fail);
         assert_eq!(grade(99.0, None, None), Status::Pass);
+        assert_eq!(grade_below(5.0, Some(10.0), Some(3.0)), Status::Warn);
+        assert_eq!(grade_below(3.0, Some(10.0), Some(3.0)), Status::Fail);
+        assert_eq!(grade_below(11.0, Some(10.0), Some(3.0)), Status::Pass);
         assert_eq!(Status::Fail.exit_code(), 2);
         assert_eq!(Status::Warn.exit_code(), 1);
+    }
+
+    #[test]
+    fn warn_only_turns_a_failure_into_a_warning() {
+        let check = Arc::new(Panics);
+        let mut def = CheckDef::new(
+            CheckId {
+                component: "c".into(),
+                measurement: "m",
+                component_type: "component",
+            },
+            How::State(check),
+            Duration::from_secs(1),
+        );
+        def.warn_only = true;
+        let r = def.result(Outcome::error("down"), SystemTime::now(), Duration::ZERO);
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(def.timeout, Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn a_stuck_blocking_call_is_not_stacked() {
+        let busy = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let first = blocking(&busy, "statvfs /x".into(), move || {
+            let _ = rx.recv();
+            Outcome::new(Status::Pass, 1, None)
+        });
+        let first = tokio::spawn(first);
+        while !busy.load(Ordering::Acquire) {
+            tokio::task::yield_now().await;
+        }
+        let second = blocking(&busy, "statvfs /x".into(), || {
+            Outcome::new(Status::Pass, 2, None)
+        })
+        .await;
+        assert_eq!(second.status, Status::Fail);
+        assert_eq!(
+            second.output.as_deref(),
+            Some("statvfs /x from an earlier run has not returned yet")
+        );
+        tx.send(()).unwrap();
+        assert_eq!(first.await.unwrap().status, Status::Pass);
+        assert!(!busy.load(Ordering::Acquire));
     }
 }

@@ -1,45 +1,69 @@
-//! Per-unit memory: the unit's cgroup `MemoryCurrent` against its thresholds.
+//! Per-unit memory: the unit's cgroup `MemoryCurrent` against the
+//! `memory_warn` and `memory_crit` of its `[[unit]]`.
 //!
 //! systemd sends no signal for MemoryCurrent, so the sweep polls it for the
 //! units that have thresholds, and only those.
 
-use crate::checks::{grade, Check, CheckContext, CheckId, Outcome, Status};
-use crate::config::{ByteSize, Config};
+use std::sync::Arc;
+
+use crate::checks::kind::{Kind, Make};
+use crate::checks::{grade, CheckContext, CheckDef, CheckId, How, Outcome, StateCheck, Status};
+use crate::config::{Bad, ByteSize, Config, KeySeg};
+
+pub const KIND: Kind = Kind {
+    name: "unit_memory",
+    keys: &[],
+    metrics: &[],
+    make: Make::Section { problems, build },
+};
+
+fn problems(config: &Config, bad: &mut Bad<'_>) {
+    use KeySeg::{Index, Key};
+    for (i, u) in config.units.iter().enumerate() {
+        if let (Some(w), Some(c)) = (u.memory_warn, u.memory_crit) {
+            if w > c {
+                bad(
+                    vec![Key("unit"), Index(i), Key("memory_warn")],
+                    format!("{w} is above memory_crit ({c})"),
+                );
+            }
+        }
+    }
+}
 
 pub struct UnitMemoryCheck {
-    id: CheckId,
     unit: String,
     warn: Option<ByteSize>,
     crit: Option<ByteSize>,
 }
 
-pub fn build(config: &Config) -> Vec<Box<dyn Check>> {
+fn build(config: &Config) -> Vec<CheckDef> {
     config
         .units
         .iter()
         .filter(|u| u.memory_warn.is_some() || u.memory_crit.is_some())
         .map(|u| {
-            Box::new(UnitMemoryCheck {
-                id: CheckId {
+            let check = Arc::new(UnitMemoryCheck {
+                unit: u.name.to_string(),
+                warn: u.memory_warn,
+                crit: u.memory_crit,
+            });
+            let mut def = CheckDef::new(
+                CheckId {
                     component: u.name.to_string(),
                     measurement: "memory",
                     component_type: "component",
                 },
-                unit: u.name.to_string(),
-                warn: u.memory_warn,
-                crit: u.memory_crit,
-            }) as Box<dyn Check>
+                How::State(check),
+                config.daemon.interval,
+            );
+            def.unit = Some(u.name.to_string());
+            def
         })
         .collect()
 }
 
-impl Check for UnitMemoryCheck {
-    fn id(&self) -> &CheckId {
-        &self.id
-    }
-    fn unit(&self) -> Option<&str> {
-        Some(&self.unit)
-    }
+impl StateCheck for UnitMemoryCheck {
     fn run(&self, ctx: &CheckContext<'_>) -> Outcome {
         let s = match ctx.unit_status(&self.unit) {
             Ok(s) => s,
@@ -104,11 +128,13 @@ mod tests {
                     ..Default::default()
                 },
             );
-            checks[0].run(&CheckContext {
+            let How::State(check) = &checks[0].how else {
+                panic!("a state check")
+            };
+            check.run(&CheckContext {
                 now: std::time::SystemTime::now(),
                 units: &units,
                 systemd_error: None,
-                proc_dir: std::path::Path::new("/proc"),
             })
         };
         assert_eq!(run(Some(50 << 20), "active").status, Status::Pass);

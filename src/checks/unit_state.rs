@@ -1,27 +1,50 @@
-//! Unit state: is the watched unit active, as systemd reports it?
+//! Unit state: is the watched unit active, as systemd reports it? One
+//! check per `[[unit]]` (whose keys are the supervisor's, in config.rs).
 
-use crate::checks::{Check, CheckContext, CheckId, Outcome, Status};
-use crate::config::Config;
+use std::sync::Arc;
+
+use crate::checks::kind::{Kind, Make};
+use crate::checks::{CheckContext, CheckDef, CheckId, How, Outcome, StateCheck, Status};
+use crate::config::{Bad, Config};
 use crate::units::UnitStatus;
 
+pub const KIND: Kind = Kind {
+    name: "unit",
+    keys: &[],
+    metrics: &[],
+    make: Make::Section {
+        problems: no_problems,
+        build,
+    },
+};
+
+fn no_problems(_: &Config, _: &mut Bad<'_>) {}
+
 pub struct UnitStateCheck {
-    id: CheckId,
     unit: String,
 }
 
-pub fn build(config: &Config) -> Vec<Box<dyn Check>> {
+fn build(config: &Config) -> Vec<CheckDef> {
     config
         .units
         .iter()
         .map(|u| {
-            Box::new(UnitStateCheck {
-                id: CheckId {
+            let check = Arc::new(UnitStateCheck {
+                unit: u.name.to_string(),
+            });
+            let mut def = CheckDef::new(
+                CheckId {
                     component: u.name.to_string(),
                     measurement: "state",
                     component_type: "component",
                 },
-                unit: u.name.to_string(),
-            }) as Box<dyn Check>
+                How::State(check),
+                config.daemon.interval,
+            );
+            def.unit = Some(u.name.to_string());
+            // unit-failed and unit-recovered tell its changes.
+            def.quiet = true;
+            def
         })
         .collect()
 }
@@ -70,13 +93,7 @@ pub fn judge(s: &UnitStatus) -> (Status, Option<String>) {
     }
 }
 
-impl Check for UnitStateCheck {
-    fn id(&self) -> &CheckId {
-        &self.id
-    }
-    fn unit(&self) -> Option<&str> {
-        Some(&self.unit)
-    }
+impl StateCheck for UnitStateCheck {
     fn run(&self, ctx: &CheckContext<'_>) -> Outcome {
         let s = match ctx.unit_status(&self.unit) {
             Ok(s) => s,
@@ -143,9 +160,11 @@ mod tests {
             now: std::time::SystemTime::now(),
             units: &units,
             systemd_error: Some("no system bus"),
-            proc_dir: std::path::Path::new("/proc"),
         };
-        let o = c[0].run(&ctx);
+        let How::State(check) = &c[0].how else {
+            panic!("a state check")
+        };
+        let o = check.run(&ctx);
         assert_eq!(o.status, Status::Fail);
         assert_eq!(
             o.output.as_deref(),

@@ -65,9 +65,8 @@ impl Supervisor {
                 let changed = c != self.config;
                 if changed {
                     self.policy = Policy::from(&c.backoff);
-                    self.checks = checks::build_all(&c);
-                    self.results.clear();
                     self.config = c;
+                    self.start_checks();
                 }
                 if let Err(e) = self.set_alerts(alerts).await {
                     log::error!("alert channels not started: {e}");

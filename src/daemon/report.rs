@@ -4,6 +4,7 @@
 //! one-shot `unitwatchd check`, which reads the units the same way.
 
 use super::*;
+use crate::checks::Status;
 
 /// Reads every watched unit: one ListUnitsByNames for all of them, plus
 /// `Result` for units that are down and `MemoryCurrent` for running units
@@ -144,15 +145,14 @@ fn list(items: &[&str]) -> String {
 }
 
 /// Logs a check's status change (or its first non-pass status).
-pub(super) fn log_check_change(r: &CheckResult, before: Option<Status>) {
+pub(super) fn log_check_change(def: &CheckDef, r: &CheckResult, before: Option<Status>) {
     if before == Some(r.status) || (before.is_none() && r.status == Status::Pass) {
         return;
     }
     let (kind, severity) = match r.status {
         Status::Pass => (Kind::CheckChanged, Severity::Info),
-        Status::Warn if r.measurement == "age" => (Kind::HeartbeatStale, Severity::Warning),
-        Status::Warn => (Kind::CheckChanged, Severity::Warning),
-        Status::Fail => (Kind::CheckChanged, Severity::Error),
+        Status::Warn => (def.event, Severity::Warning),
+        Status::Fail => (def.event, Severity::Error),
     };
     let from = before.map(Status::as_str).unwrap_or("unknown");
     let mut e = Event::new(
@@ -173,8 +173,7 @@ pub(super) fn log_check_change(r: &CheckResult, before: Option<Status>) {
     if let Some(u) = &r.unit {
         e = e.unit(u);
     }
-    if r.measurement == "state" {
-        // A unit's state check: unit-failed and unit-recovered tell it.
+    if def.quiet {
         e = e.quiet();
     }
     e.emit();

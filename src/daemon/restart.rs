@@ -1,8 +1,9 @@
 //! Restarts: whether a unit is unitwatch's to restart, planning one on the
-//! backoff (or refusing it at the hourly cap), a stale heartbeat's restart,
+//! backoff (or refusing it at the hourly cap), a failing check's restart,
 //! and issuing the planned ones through systemd when they are due.
 
 use super::*;
+use crate::checks::Status;
 
 impl Supervisor {
     /// Does the unit have `Restart=` set, so that systemd may bring it back
@@ -62,27 +63,27 @@ impl Supervisor {
             };
             self.plan(name, now, reason);
         } else if cur.is_active() {
-            self.heartbeat_restart(name, now).await;
+            self.check_restart(name, now).await;
         }
     }
 
-    /// A stale heartbeat of an active unit restarts it, once the unit has
-    /// been up for `max_age` (a fresh start gets time to write its first one).
-    pub(super) async fn heartbeat_restart(&mut self, name: &str, now: SystemTime) {
-        let stale: Vec<(String, Duration)> = self
-            .config
-            .heartbeats
+    /// A failing check with on_fail = restart (a stale heartbeat with
+    /// restart_unit) restarts its active unit, once the unit has been up
+    /// for the check's grace (a fresh start gets time to come up).
+    pub(super) async fn check_restart(&mut self, name: &str, now: SystemTime) {
+        let failing: Vec<(String, Duration, &'static str)> = self
+            .checks
             .iter()
-            .filter(|h| h.restart_unit.as_ref().is_some_and(|u| u.as_str() == name))
-            .filter(|h| {
-                let key = format!("heartbeat:{}:age", h.path.display());
-                self.results
-                    .iter()
-                    .any(|r| r.key == key && r.status != Status::Pass)
+            .zip(&self.results)
+            .filter(|(d, r)| {
+                d.restart
+                    && d.unit.as_deref() == Some(name)
+                    && !r.pending
+                    && r.status != Status::Pass
             })
-            .map(|h| (h.path.display().to_string(), h.max_age))
+            .map(|(d, _)| (d.id.key(), d.grace, d.restart_reason))
             .collect();
-        let Some(max_age) = stale.iter().map(|s| s.1).max() else {
+        let Some(grace) = failing.iter().map(|s| s.1).max() else {
             return;
         };
         if self.store.entry(name).pending_restart_at.is_some() {
@@ -99,16 +100,16 @@ impl Supervisor {
             }
         };
         let up_for = up_since.and_then(|t| now.duration_since(t).ok());
-        if up_for.is_some_and(|d| d < max_age) {
+        if up_for.is_some_and(|d| d < grace) {
             return;
         }
         log::info!(
             unitwatch_unit = name;
-            "{name} is active but its heartbeat is stale ({}): restarting it",
-            stale.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
+            "{name} is active but {} failing: restarting it",
+            failing.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
         );
         self.store.entry(name).record_failure(now);
-        self.plan(name, now, "heartbeat-stale");
+        self.plan(name, now, failing[0].2);
     }
 
     pub(super) fn plan(&mut self, name: &str, now: SystemTime, reason: &str) {

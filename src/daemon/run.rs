@@ -21,6 +21,41 @@ async fn sleep_until_wall(t: Option<SystemTime>) {
     }
 }
 
+async fn next_probe(runner: &mut Option<Runner>) -> crate::checks::runner::Done {
+    match runner {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long the start waits for the probes' first results, so that the
+/// first snapshot (and READY=1) has them; a probe slower than this shows as
+/// pending until it reports.
+const FIRST_RESULTS: Duration = Duration::from_secs(1);
+
+impl Supervisor {
+    /// Takes in the probes' first results, for up to [`FIRST_RESULTS`].
+    async fn first_results(&mut self) {
+        let until = tokio::time::Instant::now() + FIRST_RESULTS;
+        while self.results.iter().any(|r| r.pending) {
+            let Some(r) = self.runner.as_mut() else {
+                return;
+            };
+            match tokio::time::timeout_at(until, r.next()).await {
+                Ok(done) => self.on_probe(done).await,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
@@ -44,6 +79,8 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
 
     let mut stream = sup.connect().await;
+    sup.start_checks();
+    sup.first_results().await;
     sup.sweep().await;
     if sup.bus.is_none() {
         stream = None;
@@ -76,6 +113,8 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         if stream.is_none() && reconnect_at.is_none() {
             reconnect_at = Some(tokio::time::Instant::now() + RECONNECT_EVERY);
         }
+        let (publish_at, stale_at) = (sup.publish_at, sup.next_stale());
+        let (restart_at, settle_at) = (sup.next_deadline(), sup.settling.values().min().copied());
         let reconnect = async move {
             match reconnect_at {
                 Some(t) => tokio::time::sleep_until(t).await,
@@ -100,8 +139,11 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
                 }
                 notify::watchdog(&sup.status_line);
             }
-            _ = sleep_until_wall(sup.next_deadline()) => sup.restart_due().await,
-            _ = sleep_until_wall(sup.settling.values().min().copied()) => sup.settle_due().await,
+            done = next_probe(&mut sup.runner) => sup.on_probe(done).await,
+            _ = sleep_until_opt(publish_at) => sup.publish(),
+            _ = sleep_until_wall(stale_at) => sup.stale_due(),
+            _ = sleep_until_wall(restart_at) => sup.restart_due().await,
+            _ = sleep_until_wall(settle_at) => sup.settle_due().await,
             _ = reconnect => {
                 reconnect_at = None;
                 stream = sup.connect().await;

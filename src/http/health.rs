@@ -220,6 +220,8 @@ mod tests {
             output: (status != Status::Pass).then(|| "bad".to_string()),
             time: "2026-11-23T10:00:00.000Z".into(),
             duration_us: 3,
+            measurements: Vec::new(),
+            pending: false,
         }
     }
 

@@ -18,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::checks::{Measure, Status};
+use crate::checks::{metric_doc, Status};
 use crate::snapshot::Snapshot;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -69,6 +69,41 @@ fn flag(b: bool) -> f64 {
         1.0
     } else {
         0.0
+    }
+}
+
+/// The figures the checks measured, one family per name, its help from
+/// the kind that exports it (a name this build does not know, from a newer
+/// daemon, is shown with a plain help).
+fn measurements(reg: &mut Registry, snap: &Snapshot) {
+    type Owned = Vec<(String, String)>;
+    let mut by_name: Vec<(&str, Vec<&crate::checks::Measurement>)> = Vec::new();
+    for m in snap.checks.iter().flat_map(|c| &c.measurements) {
+        match by_name.iter_mut().find(|(n, _)| *n == m.name) {
+            Some((_, v)) => v.push(m),
+            None => by_name.push((&m.name, vec![m])),
+        }
+    }
+    for (name, ms) in by_name {
+        let name = format!("unitwatch_{name}");
+        let help = metric_doc(&name["unitwatch_".len()..])
+            .map(|d| d.help)
+            .unwrap_or("A figure measured by a check");
+        if ms.iter().all(|m| m.labels.is_empty()) {
+            // No labels: a plain gauge (a family would print `name{} v`).
+            gauge(reg, &name, help).set(ms[ms.len() - 1].value);
+            continue;
+        }
+        let fam = Family::<Owned, F64Gauge>::default();
+        reg.register(name, help, fam.clone());
+        for m in ms {
+            let labels: Owned = m
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            fam.get_or_create(&labels).set(m.value);
+        }
     }
 }
 
@@ -132,21 +167,6 @@ pub fn render(snap: Option<&Snapshot>) -> String {
         "unitwatch_check_duration_seconds",
         "How long the check took when it last ran",
     );
-    let heartbeat_age = gauge_family(
-        &mut reg,
-        "unitwatch_heartbeat_age_seconds",
-        "Age of the heartbeat file (time since its last modification)",
-    );
-    let disk_used = gauge_family(
-        &mut reg,
-        "unitwatch_disk_used_ratio",
-        "Share of the filesystem's space in use, as df counts it (0-1)",
-    );
-    let disk_inodes = gauge_family(
-        &mut reg,
-        "unitwatch_disk_inodes_used_ratio",
-        "Share of the filesystem's inodes in use (0-1)",
-    );
     for c in &snap.checks {
         for s in STATUSES {
             check_status
@@ -159,33 +179,8 @@ pub fn render(snap: Option<&Snapshot>) -> String {
         check_duration
             .get_or_create(&vec![("check", c.key.clone())])
             .set(c.duration_us as f64 / 1e6);
-        match c.measure() {
-            Some(Measure::HeartbeatAge { path, seconds }) => {
-                heartbeat_age
-                    .get_or_create(&vec![("path", path.to_string())])
-                    .set(seconds);
-            }
-            Some(Measure::DiskUsed { path, percent }) => {
-                disk_used
-                    .get_or_create(&vec![("path", path.to_string())])
-                    .set(percent / 100.0);
-            }
-            Some(Measure::DiskInodes { path, percent }) => {
-                disk_inodes
-                    .get_or_create(&vec![("path", path.to_string())])
-                    .set(percent / 100.0);
-            }
-            Some(Measure::MemoryUsed { percent }) => {
-                gauge(
-                    &mut reg,
-                    "unitwatch_memory_used_ratio",
-                    "Share of the system's memory not available (1 - MemAvailable/MemTotal)",
-                )
-                .set(percent / 100.0);
-            }
-            None => {}
-        }
     }
+    measurements(&mut reg, snap);
 
     if let Some(t) = &snap.telemetry {
         counter(

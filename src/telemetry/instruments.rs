@@ -10,20 +10,17 @@ use std::sync::Arc;
 use opentelemetry::metrics::{AsyncInstrument, Meter};
 use opentelemetry::KeyValue;
 
-use crate::checks::{Measure, Status};
+use crate::checks::kind::all_metrics;
+use crate::checks::Status;
 use crate::snapshot::Snapshot;
 
 use super::Shared;
 
-/// (name, unit, description) of every exported metric, for the README
-/// and the tests.
-pub const METRICS: &[(&str, &str, &str)] = &[
+/// (name, unit, description) of the metrics of the supervisor itself; the
+/// checks' figures come from their kinds ([`metrics`] lists both).
+const OWN_METRICS: &[(&str, &str, &str)] = &[
     ("health.service_active", "1", "1 while the watched unit is active, else 0 (attribute unit)"),
     ("health.crash_count", "{crash}", "failures of the unit that led to a restart, by unitwatch or by systemd's Restart= (counter)"),
-    ("health.disk_usage", "%", "space used on the filesystem, as df counts it (attribute path)"),
-    ("health.disk_inode_usage", "%", "inodes used on the filesystem (attribute path)"),
-    ("health.memory_usage", "%", "the system's memory not available (1 - MemAvailable/MemTotal)"),
-    ("health.heartbeat_age", "s", "time since the heartbeat file was last modified (attribute path)"),
     ("unitwatch.unit.restarts", "{restart}", "restarts done by unitwatch (counter)"),
     ("unitwatch.unit.backoff_delay", "s", "the wait before unitwatch's next restart of the unit"),
     ("unitwatch.unit.restart_limited", "1", "1 while max_restarts_per_hour holds restarts back"),
@@ -54,11 +51,19 @@ pub struct Instruments {
 type GaugeFn = fn(&Snapshot, &dyn AsyncInstrument<f64>);
 type CounterFn = fn(&Snapshot, &dyn AsyncInstrument<u64>);
 
+/// Every exported metric: (name, UCUM unit, description), for the README
+/// and the tests.
+pub fn metrics() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut v = OWN_METRICS.to_vec();
+    v.extend(all_metrics().iter().map(|m| (m.otlp, m.otlp_unit, m.help)));
+    v
+}
+
 fn describe(name: &str) -> (&'static str, &'static str) {
-    let (_, unit, desc) = METRICS
+    let (_, unit, desc) = OWN_METRICS
         .iter()
         .find(|(n, _, _)| *n == name)
-        .expect("every instrument is listed in METRICS");
+        .expect("every instrument is listed in OWN_METRICS");
     (unit, desc)
 }
 
@@ -71,34 +76,6 @@ pub fn register(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
                     .as_ref()
                     .is_some_and(|st| matches!(st.active_state.as_str(), "active" | "reloading"));
                 o.observe(if active { 1.0 } else { 0.0 }, &unit_attr(name));
-            }
-        }),
-        ("health.disk_usage", |s, o| {
-            for c in &s.checks {
-                if let Some(Measure::DiskUsed { path, percent }) = c.measure() {
-                    o.observe(percent, &[KeyValue::new("path", path.to_string())]);
-                }
-            }
-        }),
-        ("health.disk_inode_usage", |s, o| {
-            for c in &s.checks {
-                if let Some(Measure::DiskInodes { path, percent }) = c.measure() {
-                    o.observe(percent, &[KeyValue::new("path", path.to_string())]);
-                }
-            }
-        }),
-        ("health.memory_usage", |s, o| {
-            for c in &s.checks {
-                if let Some(Measure::MemoryUsed { percent }) = c.measure() {
-                    o.observe(percent, &[]);
-                }
-            }
-        }),
-        ("health.heartbeat_age", |s, o| {
-            for c in &s.checks {
-                if let Some(Measure::HeartbeatAge { path, seconds }) = c.measure() {
-                    o.observe(seconds, &[KeyValue::new("path", path.to_string())]);
-                }
             }
         }),
         ("unitwatch.unit.backoff_delay", |s, o| {
@@ -177,6 +154,33 @@ pub fn register(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
                 .with_callback(move |o| {
                     if let Some(s) = sh.snapshot() {
                         f(&s, o);
+                    }
+                })
+                .build(),
+        );
+    }
+    // The checks' figures, one gauge per kind's figure, its attributes the
+    // measurement's labels.
+    for m in all_metrics() {
+        let sh = shared.clone();
+        let name = m.name;
+        let scale = m.otlp_scale;
+        out._gauges.push(
+            meter
+                .f64_observable_gauge(m.otlp)
+                .with_unit(m.otlp_unit)
+                .with_description(m.help)
+                .with_callback(move |o| {
+                    let Some(s) = sh.snapshot() else { return };
+                    for c in &s.checks {
+                        for x in c.measurements.iter().filter(|x| x.name == name) {
+                            let attrs: Vec<KeyValue> = x
+                                .labels
+                                .iter()
+                                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                                .collect();
+                            o.observe(x.value * scale, &attrs);
+                        }
                     }
                 })
                 .build(),

@@ -39,7 +39,7 @@ use crate::config::OtlpProtocol;
 use crate::events::{Event, EventSink, Severity as EventSeverity};
 use crate::snapshot::{Snapshot, TelemetryView};
 
-pub use instruments::METRICS;
+pub use instruments::metrics;
 pub use settings::Settings;
 
 /// Why the export could not be set up. Export failures at run time are not

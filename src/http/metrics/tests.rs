@@ -2,13 +2,13 @@
 //! per-channel and export series, both formats' naming, no snapshot.
 
 use super::*;
-use crate::checks::CheckResult;
+use crate::checks::{CheckResult, Measurement};
 use crate::snapshot::{BackoffView, UnitView};
 use crate::units::UnitStatus;
 use std::collections::BTreeMap;
 
 fn snap() -> Snapshot {
-    let c = |key: &str, v: serde_json::Value, status: Status| {
+    let c = |key: &str, v: serde_json::Value, status: Status, m: Vec<Measurement>| {
         let (component, measurement) = key.rsplit_once(':').unwrap();
         CheckResult {
             key: key.into(),
@@ -22,7 +22,14 @@ fn snap() -> Snapshot {
             output: None,
             time: "2026-11-23T10:00:00.000Z".into(),
             duration_us: 1500,
+            measurements: m,
+            pending: false,
         }
+    };
+    let m = |name: &str, v: f64, labels: &[(&str, &str)]| {
+        labels
+            .iter()
+            .fold(Measurement::new(name, v), |m, (k, x)| m.label(k, *x))
     };
     let mut units = BTreeMap::new();
     units.insert(
@@ -52,13 +59,60 @@ fn snap() -> Snapshot {
         version: "9.9.9-daemon".into(),
         ..Snapshot::fixture(
             vec![
-                c("disk:/:utilization", serde_json::json!(81.5), Status::Warn),
-                c("disk:/:inodes", serde_json::json!(2.0), Status::Pass),
-                c("memory:utilization", serde_json::json!(50.0), Status::Pass),
+                c(
+                    "disk:/:utilization",
+                    serde_json::json!(81.5),
+                    Status::Warn,
+                    vec![m("disk_used_ratio", 0.815, &[("path", "/")])],
+                ),
+                c(
+                    "disk:/:inodes",
+                    serde_json::json!(2.0),
+                    Status::Pass,
+                    vec![m("disk_inodes_used_ratio", 0.02, &[("path", "/")])],
+                ),
+                c(
+                    "memory:utilization",
+                    serde_json::json!(50.0),
+                    Status::Pass,
+                    vec![m("memory_used_ratio", 0.5, &[])],
+                ),
                 c(
                     "heartbeat:/var/lib/x/hb:age",
                     serde_json::json!(12.5),
                     Status::Pass,
+                    vec![m(
+                        "heartbeat_age_seconds",
+                        12.5,
+                        &[("path", "/var/lib/x/hb")],
+                    )],
+                ),
+                c(
+                    "disk-plugin:command",
+                    serde_json::json!("WARNING"),
+                    Status::Warn,
+                    vec![
+                        m("probe_success", 0.0, &[("check", "disk-plugin:command")]),
+                        m(
+                            "command_perfdata",
+                            30000.0,
+                            &[
+                                ("check", "disk-plugin:command"),
+                                ("label", "/"),
+                                ("uom", "MB"),
+                            ],
+                        ),
+                        m(
+                            "command_perfdata",
+                            12.5,
+                            &[
+                                ("check", "disk-plugin:command"),
+                                ("label", "/var"),
+                                ("uom", "%"),
+                            ],
+                        ),
+                        m("some_future_figure", 1.0, &[]),
+                    ],
                 ),
             ],
             units,
@@ -82,6 +136,29 @@ fn values_in_base_units() {
     has(
         &om,
         "unitwatch_heartbeat_age_seconds{path=\"/var/lib/x/hb\"} 12.5",
+    );
+    // Labels come from the measurement, sorted; one family per figure.
+    has(
+        &om,
+        "unitwatch_command_perfdata{check=\"disk-plugin:command\",label=\"/\",uom=\"MB\"} 30000.0",
+    );
+    has(
+        &om,
+        "unitwatch_command_perfdata{check=\"disk-plugin:command\",label=\"/var\",uom=\"%\"} 12.5",
+    );
+    assert_eq!(
+        om.matches("# TYPE unitwatch_command_perfdata gauge")
+            .count(),
+        1,
+        "{om}"
+    );
+    has(
+        &om,
+        "unitwatch_probe_success{check=\"disk-plugin:command\"} 0.0",
+    );
+    has(
+        &om,
+        "# HELP unitwatch_some_future_figure A figure measured by a check.",
     );
     has(
         &om,

@@ -1,0 +1,182 @@
+//! The checks' results on the supervisor: state checks run here (on a
+//! unit's signal, or a sweep), probe results arrive as messages from their
+//! tasks, both pass through `fail_after`/`pass_after`, and a probe that has
+//! said nothing for twice its interval is failed for it.
+
+use super::*;
+use crate::checks::runner::Done;
+use crate::checks::{CheckContext, How, Status};
+
+/// How long probe results that changed no status wait to be published
+/// together (a change is published at once).
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+impl Supervisor {
+    /// Builds the configuration's checks and starts their probes. A check
+    /// whose key was there before keeps its result and its streak, so a
+    /// reload neither repeats nor forgets a status.
+    pub(super) fn start_checks(&mut self) {
+        let defs = checks::build_all(&self.config);
+        let now = SystemTime::now();
+        let mut results = Vec::with_capacity(defs.len());
+        let mut flaps = Vec::with_capacity(defs.len());
+        let mut since = Vec::with_capacity(defs.len());
+        for d in &defs {
+            let key = d.id.key();
+            match self.results.iter().position(|r| r.key == key) {
+                Some(i) => {
+                    results.push(self.results[i].clone());
+                    flaps.push(self.flaps[i]);
+                    since.push(self.since[i]);
+                }
+                None => {
+                    results.push(d.pending(now));
+                    flaps.push(Flap::default());
+                    since.push(now);
+                }
+            }
+        }
+        // The old tasks stop before the new start: no probe runs twice.
+        self.runner = None;
+        self.generation += 1;
+        self.runner = Some(Runner::start(&defs, self.generation));
+        self.stale = vec![false; defs.len()];
+        self.checks = defs;
+        self.results = results;
+        self.flaps = flaps;
+        self.since = since;
+    }
+
+    /// Runs the state checks, all or only those about `unit`, and logs
+    /// status changes. (A state check that has not run yet runs anyway.)
+    pub(super) fn run_checks(&mut self, unit: Option<&str>) {
+        let ctx = CheckContext {
+            now: SystemTime::now(),
+            units: &self.units,
+            systemd_error: self.bus_error.as_deref(),
+        };
+        let fresh: Vec<(usize, CheckResult)> = self
+            .checks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                let How::State(s) = &d.how else { return None };
+                let skip =
+                    unit.is_some_and(|u| d.unit.as_deref() != Some(u)) && !self.results[i].pending;
+                (!skip).then(|| (i, checks::run_state(d, s.as_ref(), &ctx)))
+            })
+            .collect();
+        for (i, r) in fresh {
+            self.take_result(i, r);
+        }
+    }
+
+    /// Takes a raw result of check `i` in: the shown status follows
+    /// fail_after and pass_after, the change is logged. Whether the shown
+    /// status changed.
+    fn take_result(&mut self, i: usize, mut r: CheckResult) -> bool {
+        let d = &self.checks[i];
+        let before = (!self.results[i].pending).then_some(self.results[i].status);
+        let raw = r.status;
+        let seen = self.flaps[i].see(raw, d.fail_after, d.pass_after);
+        if let Some((n, needed)) = seen.held {
+            let note = format!(
+                "{n} of {needed} {} results before the status changes",
+                if raw == Status::Pass { "good" } else { "bad" }
+            );
+            r.output = Some(match r.output.take() {
+                Some(o) => format!("{o} ({note})"),
+                None => note,
+            });
+            r.status = seen.status;
+        }
+        log_check_change(d, &r, before);
+        let changed = before != Some(r.status);
+        self.results[i] = r;
+        changed
+    }
+
+    /// A probe finished a run.
+    pub(super) async fn on_probe(&mut self, done: Done) {
+        if done.generation != self.generation || done.index >= self.checks.len() {
+            return;
+        }
+        let i = done.index;
+        let r = self.checks[i].result(done.outcome, done.started, done.took);
+        self.since[i] = SystemTime::now();
+        self.stale[i] = false;
+        let changed = self.take_result(i, r);
+        let d = &self.checks[i];
+        let restart_unit = d.unit.clone().filter(|_| d.restart);
+        if let Some(u) = restart_unit {
+            // A failing restart check is looked at every run (it may be
+            // the unit's grace that held the restart back last time).
+            if changed || self.results[i].status != Status::Pass {
+                self.supervise_unit(&u, SystemTime::now()).await;
+                self.persist();
+            }
+        }
+        if changed {
+            self.publish();
+        } else if self.publish_at.is_none() {
+            self.publish_at = Some(tokio::time::Instant::now() + PUBLISH_EVERY);
+        }
+    }
+
+    /// When a probe next owes a result: twice its interval after its last.
+    pub(super) fn next_stale(&self) -> Option<SystemTime> {
+        self.checks
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| d.is_probe() && !self.stale[*i])
+            .map(|(i, d)| self.since[i] + d.interval * 2)
+            .min()
+    }
+
+    /// Fails the probes that have owed a result for twice their interval:
+    /// a result is never older than that without saying so.
+    pub(super) fn stale_checks(&mut self) {
+        let now = SystemTime::now();
+        for i in 0..self.checks.len() {
+            let d = &self.checks[i];
+            if !d.is_probe() || self.stale[i] || now < self.since[i] + d.interval * 2 {
+                continue;
+            }
+            let last = if self.results[i].pending {
+                "since the daemon started".to_string()
+            } else {
+                format!("since {}", self.results[i].time)
+            };
+            let o = checks::Outcome::error(format!(
+                "no result {last} (it runs every {}, each run at most {}): the check is stuck or the daemon overloaded",
+                checks::fmt_duration(d.interval),
+                checks::fmt_duration(d.timeout)
+            ));
+            let r = d.result(o, now, Duration::ZERO);
+            self.flaps[i] = Flap::default();
+            // Said at once, whatever fail_after asks: it is no measurement.
+            self.flaps[i].see(Status::Fail, 1, 1);
+            let before = (!self.results[i].pending).then_some(self.results[i].status);
+            log_check_change(&self.checks[i], &r, before);
+            self.results[i] = r;
+            self.stale[i] = true;
+        }
+    }
+
+    /// The stale deadline passed.
+    pub(super) fn stale_due(&mut self) {
+        self.stale_checks();
+        self.publish();
+    }
+
+    /// Is `unit` healthy: active, and every check that restarts it passing?
+    pub(super) fn healthy(&self, unit: &str) -> bool {
+        self.units.get(unit).is_some_and(UnitStatus::is_active)
+            && self
+                .checks
+                .iter()
+                .zip(&self.results)
+                .filter(|(d, _)| d.restart && d.unit.as_deref() == Some(unit))
+                .all(|(_, r)| r.status == Status::Pass)
+    }
+}
