@@ -35,6 +35,7 @@ pub mod runner;
 pub mod disk;
 pub mod heartbeat;
 pub mod memory;
+pub mod tcp;
 pub mod unit_memory;
 pub mod unit_state;
 
@@ -45,6 +46,7 @@ pub const KINDS: &[&Kind] = &[
     &heartbeat::KIND,
     &disk::KIND,
     &memory::KIND,
+    &tcp::KIND,
 ];
 
 pub use common::CheckTable;
