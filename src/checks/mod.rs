@@ -34,6 +34,7 @@ pub mod runner;
 // The kinds of check: a kind is a module here and a line in KINDS.
 pub mod disk;
 pub mod heartbeat;
+pub mod http;
 pub mod memory;
 pub mod tcp;
 pub mod unit_memory;
@@ -47,6 +48,7 @@ pub const KINDS: &[&Kind] = &[
     &disk::KIND,
     &memory::KIND,
     &tcp::KIND,
+    &http::KIND,
 ];
 
 pub use common::CheckTable;

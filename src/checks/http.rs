@@ -1,0 +1,670 @@
+//! `[[check]] type = "http"`: does a URL answer as expected, in time? The
+//! status, a keyword or a pattern in the body, a number inside a JSON
+//! answer, the latency and, over https, the days the certificate has left.
+//!
+//! One request per run on a new connection (no keep-alive: a server that
+//! no longer accepts connections must not pass on an old one). The body is
+//! read up to `max_body` and no further. A URL's userinfo and query, and
+//! the token, are never shown: not in outputs, events or metrics.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use crate::checks::common::{from_table, probe_figures, Common, PROBE_DURATION, PROBE_SUCCESS};
+use crate::checks::kind::{Kind, Make, MetricDoc};
+use crate::checks::{
+    fmt_duration, grade, grade_below, millis, How, Measurement, Outcome, Probe, ProbeCtx, Status,
+};
+use crate::config::{check_http_url, opt_duration, ByteSize, Config, KeySeg};
+use crate::manual::KeyDoc;
+
+mod expect;
+
+use expect::{json_number, Expect};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum Method {
+    #[default]
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "HEAD")]
+    Head,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheckConfig {
+    pub url: String,
+    #[serde(default)]
+    pub method: Method,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub follow_redirects: bool,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub expect_status: Option<Expect>,
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    #[serde(default)]
+    pub body_regex: Option<String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub latency_warn: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub latency_crit: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub cert_expiry_warn: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub cert_expiry_crit: Option<Duration>,
+    #[serde(default)]
+    pub json_path: Option<String>,
+    #[serde(default)]
+    pub warn_below: Option<f64>,
+    #[serde(default)]
+    pub crit_below: Option<f64>,
+    #[serde(default)]
+    pub warn_above: Option<f64>,
+    #[serde(default)]
+    pub crit_above: Option<f64>,
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize(64 * 1024)
+}
+
+const STATUS_CODE: MetricDoc = MetricDoc {
+    name: "http_response_status",
+    help: "The HTTP status code of the check's last answer",
+    otlp: "unitwatch.http.response_status",
+    otlp_unit: "1",
+    otlp_scale: 1.0,
+};
+const CERT_EXPIRY: MetricDoc = MetricDoc {
+    name: "tls_cert_expiry_timestamp_seconds",
+    help: "When the server's TLS certificate expires (notAfter), in seconds since the epoch",
+    otlp: "unitwatch.tls.cert_expiry",
+    otlp_unit: "s",
+    otlp_scale: 1.0,
+};
+const JSON_VALUE: MetricDoc = MetricDoc {
+    name: "http_json_value",
+    help: "The number at the check's json_path in its last answer",
+    otlp: "unitwatch.http.json_value",
+    otlp_unit: "1",
+    otlp_scale: 1.0,
+};
+
+const fn h(
+    key: &'static str,
+    default: &'static str,
+    example: &'static str,
+    meaning: &'static str,
+) -> KeyDoc {
+    KeyDoc::check("http", key, default, example, meaning)
+}
+
+pub const KIND: Kind = Kind {
+    name: "http",
+    keys: &[
+        h("url", "required", "\"https://127.0.0.1:8443/health\"",
+          "The http:// or https:// URL. Its userinfo and query are shown redacted everywhere (outputs, events, metrics)."),
+        h("method", "\"GET\"", "\"GET\"", "GET or HEAD (no body: body_contains, body_regex and json_path do not apply)."),
+        h("headers", "none", "{ Accept = \"application/json\" }",
+          "Headers sent with the request."),
+        h("token_file", "none", "\"/etc/unitwatch/api-token\"",
+          "A file whose first line is a bearer token, sent as Authorization: Bearer TOKEN; read at every run, never shown."),
+        h("follow_redirects", "false", "true",
+          "Follow up to 10 redirects; by default a 3xx is the answer that is judged."),
+        h("ca_file", "the system's trust store", "\"/etc/unitwatch/internal-ca.pem\"",
+          "A PEM CA certificate to trust besides the system's, for a server with a private CA."),
+        h("expect_status", "\"2xx\"", "[200, \"3xx\"]",
+          "The statuses that pass: a code, a class such as \"2xx\", or a list of them."),
+        h("body_contains", "none", "\"ok\"",
+          "The body must contain this text (within max_body)."),
+        h("body_regex", "none", "\"\\\"status\\\":\\\\s*\\\"up\\\"\"",
+          "The body must match this regular expression (Rust regex syntax, within max_body)."),
+        h("latency_warn", "none", "\"300ms\"",
+          "Warn when the answer (headers and the body read) took this long or longer."),
+        h("latency_crit", "none", "\"1s\"",
+          "Fail when the answer took this long or longer."),
+        h("cert_expiry_warn", "none", "\"14d\"",
+          "https: warn when the server's certificate expires within this (reported as days left)."),
+        h("cert_expiry_crit", "none", "\"3d\"",
+          "https: fail when the server's certificate expires within this."),
+        h("json_path", "none", "\"$.pipeline.points_5m\"",
+          "A number in a JSON answer, by path ($.a.b[0].c), graded by warn_below, crit_below, warn_above and crit_above: how a service's own stats endpoint says it is producing data."),
+        h("warn_below", "none", "100", "Warn when the number at json_path is this or lower."),
+        h("crit_below", "none", "10", "Fail when the number at json_path is this or lower."),
+        h("warn_above", "none", "5000", "Warn when the number at json_path is this or higher."),
+        h("crit_above", "none", "10000", "Fail when the number at json_path is this or higher."),
+        h("max_body", "\"64KiB\"", "\"64KiB\"",
+          "How much of the body is read; the rest is never downloaded, and body_contains, body_regex and json_path see only this much."),
+    ],
+    metrics: &[PROBE_DURATION, PROBE_SUCCESS, STATUS_CODE, CERT_EXPIRY, JSON_VALUE],
+    make: Make::Check {
+        parse,
+        about: "Requests a URL: pass when the status is expected, the body holds what it must, the answer came in time and the certificate has time left.",
+    },
+};
+
+type Problems = Vec<(Vec<KeySeg>, String)>;
+
+fn parse(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> {
+    let c: HttpCheckConfig = from_table(t.clone())?;
+    let mut out: Problems = Vec::new();
+    let mut bad = |k: &'static str, m: String| out.push((vec![KeySeg::Key(k)], m));
+    if check_http_url(&c.url).is_err() {
+        // The URL may hold a secret: the message names what is wrong only.
+        bad(
+            "url",
+            format!(
+                "{} is not an http:// or https:// URL with a host",
+                redact(&c.url)
+            ),
+        );
+    }
+    for (k, p) in [("token_file", &c.token_file), ("ca_file", &c.ca_file)] {
+        if p.as_ref().is_some_and(|p| !p.is_absolute()) {
+            bad(k, "is not an absolute path".into());
+        }
+    }
+    for (name, value) in &c.headers {
+        if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || axum::http::HeaderValue::from_str(value).is_err()
+        {
+            bad("headers", format!("{name:?} is not a valid header"));
+        }
+    }
+    if let Some(r) = &c.body_regex {
+        if let Err(e) = regex_lite::Regex::new(r) {
+            bad("body_regex", format!("not a valid regular expression: {e}"));
+        }
+    }
+    if let Some(e) = &c.expect_status {
+        if let Err(m) = e.validate() {
+            bad("expect_status", m);
+        }
+    }
+    let thresholds = [c.warn_below, c.crit_below, c.warn_above, c.crit_above];
+    match &c.json_path {
+        Some(p) => {
+            if let Err(m) = expect::parse_path(p) {
+                bad("json_path", m);
+            }
+            if thresholds.iter().all(Option::is_none) {
+                bad(
+                    "json_path",
+                    "give warn_below, crit_below, warn_above or crit_above to grade it".into(),
+                );
+            }
+        }
+        None if thresholds.iter().any(Option::is_some) => {
+            bad("json_path", "warn_below, crit_below, warn_above and crit_above grade the number at json_path: give it".into());
+        }
+        None => {}
+    }
+    if let (Some(w), Some(cr)) = (c.warn_below, c.crit_below) {
+        if w < cr {
+            bad("warn_below", format!("{w} is below crit_below ({cr})"));
+        }
+    }
+    if let (Some(w), Some(cr)) = (c.warn_above, c.crit_above) {
+        if w > cr {
+            bad("warn_above", format!("{w} is above crit_above ({cr})"));
+        }
+    }
+    for (k, (w, cr)) in [
+        ("latency_warn", (c.latency_warn, c.latency_crit)),
+        ("cert_expiry_crit", (c.cert_expiry_crit, c.cert_expiry_warn)),
+    ] {
+        if let (Some(w), Some(cr)) = (w, cr) {
+            if w > cr {
+                bad(
+                    k,
+                    format!("{} is above {}", fmt_duration(w), fmt_duration(cr)),
+                );
+            }
+        }
+    }
+    if (c.cert_expiry_warn.is_some() || c.cert_expiry_crit.is_some())
+        && !c.url.starts_with("https://")
+    {
+        bad("cert_expiry_warn", "applies to https:// URLs only".into());
+    }
+    if c.max_body.0 == 0 {
+        bad("max_body", "must be at least 1 byte".into());
+    }
+    if c.method == Method::Head
+        && (c.body_contains.is_some() || c.body_regex.is_some() || c.json_path.is_some())
+    {
+        bad("method", "a HEAD answer has no body to look into".into());
+    }
+    if !out.is_empty() {
+        return Err(out);
+    }
+    let regex = c
+        .body_regex
+        .as_deref()
+        .and_then(|r| regex_lite::Regex::new(r).ok());
+    let path = c
+        .json_path
+        .as_deref()
+        .and_then(|p| expect::parse_path(p).ok());
+    Ok(How::Probe(Arc::new(HttpProbe {
+        name: common.key(),
+        shown_url: redact(&c.url),
+        expect: c.expect_status.clone().unwrap_or_default(),
+        regex,
+        path,
+        client: OnceLock::new(),
+        config: c,
+    })))
+}
+
+/// The URL with its userinfo and query hidden: "https://***@host/p?***".
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, h)) => format!("***@{h}"),
+        None => authority.to_string(),
+    };
+    let tail = tail.split('#').next().unwrap_or_default();
+    let tail = match tail.split_once('?') {
+        Some((p, _)) => format!("{p}?***"),
+        None => tail.to_string(),
+    };
+    if scheme.is_empty() {
+        format!("{host}{tail}")
+    } else {
+        format!("{scheme}://{host}{tail}")
+    }
+}
+
+/// Clients shared by every check with the same TLS and redirect settings:
+/// a hundred checks of one kind cost one TLS configuration, not a hundred.
+fn shared_client(ca: Option<&[u8]>, follow: bool) -> Result<reqwest::Client, String> {
+    type Key = (Option<Vec<u8>>, bool);
+    static CLIENTS: OnceLock<Mutex<Vec<(Key, reqwest::Client)>>> = OnceLock::new();
+    let key = (ca.map(<[u8]>::to_vec), follow);
+    let clients = CLIENTS.get_or_init(Default::default);
+    let mut clients = clients.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
+        return Ok(c.clone());
+    }
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("unitwatch/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(0)
+        .tls_info(true)
+        .redirect(if follow {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
+    if let Some(pem) = ca {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("ca_file is not PEM certificates: {e}"))?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    let client = b
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+    clients.push((key, client.clone()));
+    Ok(client)
+}
+
+pub struct HttpProbe {
+    name: String,
+    shown_url: String,
+    config: HttpCheckConfig,
+    expect: Expect,
+    regex: Option<regex_lite::Regex>,
+    path: Option<Vec<expect::Step>>,
+    /// Built at the first run (reading ca_file), not while the file is
+    /// only being validated.
+    client: OnceLock<Result<reqwest::Client, String>>,
+}
+
+/// The causes of a reqwest error, without the URL (it may hold secrets).
+fn cause(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut parts = vec![e.to_string()];
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
+impl Probe for HttpProbe {
+    fn run(self: Arc<Self>, ctx: ProbeCtx) -> BoxFuture<'static, Outcome> {
+        Box::pin(async move {
+            let (o, took, extra) = self.request(&ctx).await;
+            let mut o = probe_figures(o, &self.name, took);
+            o.measurements.extend(extra);
+            o
+        })
+    }
+}
+
+impl HttpProbe {
+    fn client(&self) -> Result<reqwest::Client, String> {
+        self.client
+            .get_or_init(|| {
+                let ca = match &self.config.ca_file {
+                    Some(p) => Some(
+                        std::fs::read(p)
+                            .map_err(|e| format!("cannot read ca_file {}: {e}", p.display()))?,
+                    ),
+                    None => None,
+                };
+                shared_client(ca.as_deref(), self.config.follow_redirects)
+            })
+            .clone()
+    }
+
+    async fn request(&self, ctx: &ProbeCtx) -> (Outcome, Option<Duration>, Vec<Measurement>) {
+        let c = &self.config;
+        let url = &self.shown_url;
+        let within = fmt_duration(ctx.timeout);
+        let client = match self.client() {
+            Ok(cl) => cl,
+            Err(e) => return (Outcome::error(e), None, vec![]),
+        };
+        let mut req = match c.method {
+            Method::Get => client.get(&c.url),
+            Method::Head => client.head(&c.url),
+        };
+        for (k, v) in &c.headers {
+            req = req.header(k, v);
+        }
+        if let Some(p) = &c.token_file {
+            match tokio::fs::read_to_string(p).await {
+                Ok(t) => {
+                    let token = t.lines().next().unwrap_or_default().trim().to_string();
+                    let mut value =
+                        match axum::http::HeaderValue::from_str(&format!("Bearer {token}")) {
+                            Ok(v) => v,
+                            Err(_) => {
+                                return (
+                                    Outcome::error(format!(
+                                        "token_file {}: not a valid token",
+                                        p.display()
+                                    )),
+                                    None,
+                                    vec![],
+                                )
+                            }
+                        };
+                    value.set_sensitive(true);
+                    req = req.header(reqwest::header::AUTHORIZATION, value);
+                }
+                Err(e) => {
+                    return (
+                        Outcome::error(format!("cannot read token_file {}: {e}", p.display())),
+                        None,
+                        vec![],
+                    )
+                }
+            }
+        }
+        let t0 = Instant::now();
+        let mut resp = match tokio::time::timeout_at(ctx.deadline, req.send()).await {
+            Err(_) => {
+                return (
+                    Outcome::error(format!("no answer from {url} within {within} (timed out)")),
+                    None,
+                    vec![],
+                )
+            }
+            Ok(Err(e)) => {
+                let what = if e.is_connect() {
+                    "cannot connect to"
+                } else {
+                    "request to"
+                };
+                return (
+                    Outcome::error(format!("{what} {url} failed: {}", cause(e))),
+                    None,
+                    vec![],
+                );
+            }
+            Ok(Ok(r)) => r,
+        };
+        let code = resp.status().as_u16();
+        let mut extra =
+            vec![Measurement::new(STATUS_CODE.name, code as f64).label("check", &self.name)];
+        let not_after = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|i| i.peer_certificate())
+            .and_then(expect::cert_not_after);
+        if let Some(t) = not_after {
+            let secs = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            extra.push(Measurement::new(CERT_EXPIRY.name, secs).label("check", &self.name));
+        }
+        // The body, up to max_body; what lies past it is never read.
+        let mut body = Vec::new();
+        let mut cut = false;
+        if c.method == Method::Get {
+            let cap = c.max_body.0 as usize;
+            loop {
+                match tokio::time::timeout_at(ctx.deadline, resp.chunk()).await {
+                    Err(_) => {
+                        return (
+                            Outcome::error(format!(
+                                "HTTP {code} from {url}, but the body did not arrive within {within} (timed out)"
+                            )),
+                            None,
+                            extra,
+                        )
+                    }
+                    Ok(Err(e)) => {
+                        return (
+                            Outcome::error(format!("HTTP {code} from {url}, reading the body failed: {}", cause(e))),
+                            None,
+                            extra,
+                        )
+                    }
+                    Ok(Ok(None)) => break,
+                    Ok(Ok(Some(chunk))) => {
+                        let room = cap - body.len();
+                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        if chunk.len() >= room {
+                            cut = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        drop(resp);
+        let took = t0.elapsed();
+        let (o, json) = self.judge(code, &body, cut, took, not_after, ctx.now);
+        if let Some(v) = json {
+            extra.push(Measurement::new(JSON_VALUE.name, v).label("check", &self.name));
+        }
+        (o, Some(took), extra)
+    }
+
+    /// The verdict on an answer: every failed expectation is said, the
+    /// worst one decides.
+    fn judge(
+        &self,
+        code: u16,
+        body: &[u8],
+        cut: bool,
+        took: Duration,
+        not_after: Option<SystemTime>,
+        now: SystemTime,
+    ) -> (Outcome, Option<f64>) {
+        let c = &self.config;
+        let mut status = Status::Pass;
+        let mut said: Vec<String> = Vec::new();
+        let mut worse = |s: Status, m: String, status: &mut Status| {
+            *status = (*status).max(s);
+            said.push(m);
+        };
+        if !self.expect.matches(code) {
+            worse(
+                Status::Fail,
+                format!("HTTP {code} (expected {})", self.expect),
+                &mut status,
+            );
+        }
+        let text = String::from_utf8_lossy(body);
+        let seen = if cut {
+            format!("in the first {}", ByteSize(body.len() as u64))
+        } else {
+            "in the body".to_string()
+        };
+        if let Some(k) = &c.body_contains {
+            if !text.contains(k.as_str()) {
+                worse(Status::Fail, format!("{k:?} not found {seen}"), &mut status);
+            }
+        }
+        if let (Some(r), Some(src)) = (&self.regex, &c.body_regex) {
+            if !r.is_match(&text) {
+                worse(
+                    Status::Fail,
+                    format!("/{src}/ does not match {seen}"),
+                    &mut status,
+                );
+            }
+        }
+        let mut json = None;
+        if let (Some(path), Some(src)) = (&self.path, &c.json_path) {
+            match json_number(body, path) {
+                Err(m) => worse(Status::Fail, format!("{src}: {m}"), &mut status),
+                Ok(v) => {
+                    json = Some(v);
+                    let s = grade(v, c.warn_above, c.crit_above).max(grade_below(
+                        v,
+                        c.warn_below,
+                        c.crit_below,
+                    ));
+                    if s != Status::Pass {
+                        worse(s, format!("{src} is {v} ({})", bounds(c)), &mut status);
+                    }
+                }
+            }
+        }
+        let lat = grade(
+            took.as_secs_f64(),
+            c.latency_warn.map(|d| d.as_secs_f64()),
+            c.latency_crit.map(|d| d.as_secs_f64()),
+        );
+        if lat != Status::Pass {
+            let limit = if lat == Status::Fail {
+                c.latency_crit
+            } else {
+                c.latency_warn
+            };
+            worse(
+                lat,
+                format!(
+                    "answered in {} ms (limit {})",
+                    millis(took),
+                    fmt_duration(limit.unwrap_or_default())
+                ),
+                &mut status,
+            );
+        }
+        if let Some(t) = not_after {
+            let left = t.duration_since(now).unwrap_or_default();
+            let days = (left.as_secs_f64() / 86400.0 * 10.0).floor() / 10.0;
+            let s = grade_below(
+                left.as_secs_f64(),
+                c.cert_expiry_warn.map(|d| d.as_secs_f64()),
+                c.cert_expiry_crit.map(|d| d.as_secs_f64()),
+            );
+            if s != Status::Pass {
+                let limit = if s == Status::Fail {
+                    c.cert_expiry_crit
+                } else {
+                    c.cert_expiry_warn
+                };
+                worse(
+                    s,
+                    format!(
+                        "the certificate expires in {days} days, on {} (limit {})",
+                        humantime::format_rfc3339_seconds(t),
+                        humantime::format_duration(limit.unwrap_or_default())
+                    ),
+                    &mut status,
+                );
+            }
+        }
+        if let (Some(t), true) = (
+            not_after,
+            said.iter().any(|s| s.starts_with("the certificate")),
+        ) {
+            // The days left are the figure that matters when they fail it.
+            let left = t.duration_since(now).unwrap_or_default();
+            let days = (left.as_secs_f64() / 86400.0 * 10.0).round() / 10.0;
+            let o = Outcome::new(status, days, Some("days")).with_output(format!(
+                "{}: {}",
+                self.shown_url,
+                said.join("; ")
+            ));
+            return (o, json);
+        }
+        let mut o = Outcome::new(status, millis(took), Some("ms"));
+        if !said.is_empty() {
+            o = o.with_output(format!("{}: {}", self.shown_url, said.join("; ")));
+        }
+        (o, json)
+    }
+}
+
+/// "warn below 100, critical below 10".
+fn bounds(c: &HttpCheckConfig) -> String {
+    let mut v = Vec::new();
+    for (label, x) in [
+        ("critical at or below", c.crit_below),
+        ("warn at or below", c.warn_below),
+        ("warn at or above", c.warn_above),
+        ("critical at or above", c.crit_above),
+    ] {
+        if let Some(x) = x {
+            v.push(format!("{label} {x}"));
+        }
+    }
+    v.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact("https://u:pw@h.test:8443/a/b?token=x#f"),
+            "https://***@h.test:8443/a/b?***"
+        );
+        assert_eq!(redact("http://h.test/health"), "http://h.test/health");
+        assert_eq!(redact("http://h.test?k=v"), "http://h.test?***");
+        assert_eq!(redact("http://h.test"), "http://h.test");
+    }
+}
