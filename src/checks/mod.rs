@@ -32,6 +32,7 @@ pub mod kind;
 pub mod runner;
 
 // The kinds of check: a kind is a module here and a line in KINDS.
+pub mod command;
 pub mod disk;
 pub mod heartbeat;
 pub mod http;
@@ -49,6 +50,7 @@ pub const KINDS: &[&Kind] = &[
     &memory::KIND,
     &tcp::KIND,
     &http::KIND,
+    &command::KIND,
 ];
 
 pub use common::CheckTable;
