@@ -7,9 +7,11 @@
 //!   reaction (`unit-failed` to `restart-scheduled`), the restart, and the
 //!   watchdog (a 2 s `WatchdogSec=`, which a stalled loop would trip);
 //! - restart overhead: the exit to active again, minus the configured delay;
-//! - footprint: RSS and CPU of unitwatchd watching 50 units at interval 1s.
+//! - footprint: RSS and CPU of unitwatchd watching 50 units at interval 1s,
+//!   and with 200 checks (100 tcp, 100 http) beside them.
 //!
-//! The runs with the OTLP export on and with two dead alert channels are
+//! The runs with the OTLP export on, with two dead alert channels, with
+//! 200 checks and with 50 of them hanging are
 //! interleaved with runs with neither, in one boot (the same units, the
 //! variant switched by reload, the order rotated each round), and each is
 //! judged against the plain runs beside it: the noise between two boots is
@@ -67,6 +69,38 @@ const TELEMETRY: &str = "[telemetry]\ninterval = \"10s\"\n";
 const DEAD_ALERTS: &str = "[[alert]]\ntype = \"discord\"\nurl = \"http://127.0.0.1:8099/api/webhooks/1/x\"\ncooldown = \"0s\"\n\
 [[alert]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:8099/hook\"\ncooldown = \"0s\"\n";
 
+/// The port of the check server (tests/check_server.py) in the sandbox.
+const CHECK_SERVER: u16 = 8600;
+
+/// How many checks of each kind the checks runs add.
+const TCP_CHECKS: usize = 100;
+const HTTP_CHECKS: usize = 100;
+const HANGING: usize = 50;
+
+/// 100 tcp and 100 http checks at interval = 1s against the loopback check
+/// server; `hanging` of the http ones against the listener that never
+/// answers, so each of their runs lasts its whole timeout (500 ms, the
+/// default for a 1 s interval).
+fn checks_config(hanging: usize) -> String {
+    let mut c = String::new();
+    for i in 0..TCP_CHECKS {
+        c += &format!(
+            "[[check]]\ntype = \"tcp\"\nname = \"tcp{i}\"\naddress = \"127.0.0.1:{CHECK_SERVER}\"\ninterval = \"1s\"\n"
+        );
+    }
+    for i in 0..HTTP_CHECKS {
+        let url = if i < hanging {
+            "http://127.0.0.1:8099/hang".to_string()
+        } else {
+            format!("http://127.0.0.1:{CHECK_SERVER}/ok")
+        };
+        c += &format!(
+            "[[check]]\ntype = \"http\"\nname = \"http{i}\"\nurl = \"{url}\"\nbody_contains = \"ok\"\ninterval = \"1s\"\n"
+        );
+    }
+    c
+}
+
 /// What runs beside the supervisor in a detection run.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Beside {
@@ -75,16 +109,28 @@ enum Beside {
     Otlp,
     /// Two alert channels that never answer.
     DeadAlerts,
+    /// 200 checks (100 tcp, 100 http) at interval = 1s.
+    Checks,
+    /// The same, 50 of them hanging until their timeout at every run.
+    HangingChecks,
 }
 
-const VARIANTS: [Beside; 3] = [Beside::Nothing, Beside::Otlp, Beside::DeadAlerts];
+const VARIANTS: [Beside; 5] = [
+    Beside::Nothing,
+    Beside::Otlp,
+    Beside::DeadAlerts,
+    Beside::Checks,
+    Beside::HangingChecks,
+];
 
 impl Beside {
     fn config(self) -> String {
         let extra = match self {
-            Beside::Nothing => "",
-            Beside::Otlp => TELEMETRY,
-            Beside::DeadAlerts => DEAD_ALERTS,
+            Beside::Nothing => String::new(),
+            Beside::Otlp => TELEMETRY.to_string(),
+            Beside::DeadAlerts => DEAD_ALERTS.to_string(),
+            Beside::Checks => checks_config(0),
+            Beside::HangingChecks => checks_config(HANGING),
         };
         units_config(&format!(
             "[backoff]\ninitial = \"100ms\"\nfactor = 1.0\nmax = \"100ms\"\nmax_restarts_per_hour = 100000\n{extra}"
@@ -96,6 +142,10 @@ impl Beside {
             Beside::Nothing => "nothing beside",
             Beside::Otlp => "OTLP export on, to a real collector every 10 s",
             Beside::DeadAlerts => "two alert channels that never answer, every event an alert",
+            Beside::Checks => "200 checks (100 tcp, 100 http, loopback) at interval = 1s",
+            Beside::HangingChecks => {
+                "the 200 checks, 50 of them hanging until their timeout at every run"
+            }
         }
     }
 }
@@ -208,6 +258,7 @@ fn latency_interleaved() {
     let sb = boot_with_units("bench-latency");
     sb.start_rotel();
     sb.start_dead_listener(8099);
+    sb.start_check_server(CHECK_SERVER);
     // A stalled loop stops the pings; 2 s makes a stall of a second or two
     // visible as a watchdog kill (the shipped unit has 30 s).
     sb.start_unitwatch(&Beside::Nothing.config(), "WatchdogSec=2s");
@@ -218,6 +269,7 @@ fn latency_interleaved() {
     let mut kill = 0;
     let mut telemetry = serde_json::Value::Null;
     let mut alerts = serde_json::Value::Null;
+    let mut check_counts = vec![(0, 0, 0); VARIANTS.len()];
     for r in 0..rounds {
         for j in 0..VARIANTS.len() {
             let vi = (r + j) % VARIANTS.len();
@@ -234,6 +286,9 @@ fn latency_interleaved() {
             match VARIANTS[vi] {
                 Beside::Otlp => telemetry = snap["telemetry"].clone(),
                 Beside::DeadAlerts => alerts = snap["alerts"].clone(),
+                Beside::Checks | Beside::HangingChecks => {
+                    check_counts[vi] = count_statuses(&snap);
+                }
                 Beside::Nothing => {}
             }
         }
@@ -284,7 +339,9 @@ fn latency_interleaved() {
         let within = |a: &Summary, b: &Summary| b.median <= a.median + 1.0;
         let what = match v {
             Beside::Otlp => "the OTLP export",
-            _ => "a dead alert channel",
+            Beside::DeadAlerts => "a dead alert channel",
+            Beside::Checks => "200 checks at 1 s",
+            _ => "50 of them hanging",
         };
         println!(
             "{what}: detection {:.2} vs {:.2} ms, next event {:.3} vs {:.3} ms, restart {:.2} vs {:.2} ms (medians, with vs without); \
@@ -312,10 +369,34 @@ fn latency_interleaved() {
         telemetry["exports_total"], telemetry["export_failures_total"]
     );
     print_alerts(&alerts);
+    for (v, (pass, warn, fail)) in VARIANTS.iter().zip(&check_counts) {
+        if matches!(v, Beside::Checks | Beside::HangingChecks) {
+            println!(
+                "   checks at the end of the \"{}\" runs: {pass} pass, {warn} warn, {fail} fail",
+                v.label()
+            );
+        }
+    }
     println!(
         "   for scale, remembered from a run on 2026-12-01 (not measured in this one): monit 5.33 at its 1 s cycle brings \
          a killed service back after a median of 503 ms; systemd's own Restart=always RestartSec=100ms after 258-326 ms"
     );
+}
+
+/// (pass, warn, fail) among a snapshot's [[check]] results.
+fn count_statuses(snap: &serde_json::Value) -> (usize, usize, usize) {
+    let mut n = (0, 0, 0);
+    for c in snap["checks"].as_array().into_iter().flatten() {
+        if !matches!(c["measurement"].as_str(), Some("tcp" | "http")) {
+            continue;
+        }
+        match c["status"].as_str() {
+            Some("pass") => n.0 += 1,
+            Some("warn") => n.1 += 1,
+            _ => n.2 += 1,
+        }
+    }
+    n
 }
 
 fn print_alerts(channels: &serde_json::Value) {
@@ -355,6 +436,8 @@ enum Export {
     /// No OTLP; two alert channels that never answer, a unit killed every
     /// second.
     DeadAlerts,
+    /// No OTLP; 200 checks (100 tcp, 100 http) at interval = 1s.
+    Checks,
 }
 
 /// A queue's bound, judged: it held at most `size`, and what did not fit
@@ -390,6 +473,10 @@ fn footprint(export: Export) -> (u64, serde_json::Value) {
         Export::DeadAlerts => {
             sb.start_dead_listener(8099);
             DEAD_ALERTS.to_string()
+        }
+        Export::Checks => {
+            sb.start_check_server(CHECK_SERVER);
+            checks_config(0)
         }
     };
     sb.start_unitwatch(&units_config(&telemetry), "");
@@ -434,6 +521,7 @@ fn footprint(export: Export) -> (u64, serde_json::Value) {
         Export::On => "OTLP export on, every 10 s",
         Export::CollectorDown => "OTLP export on, collector down, a unit killed every second",
         Export::DeadAlerts => "two alert channels that never answer, a unit killed every second",
+        Export::Checks => "200 checks (100 tcp, 100 http, loopback) at interval = 1s",
     };
     println!(
         "\n== footprint ({UNITS} units, interval = 1s, {secs} s, {sweeps} checks per sweep, {what})"
@@ -451,6 +539,14 @@ fn footprint(export: Export) -> (u64, serde_json::Value) {
         );
         println!(
             "   for scale, remembered from a run on 2026-12-01 (not measured in this one): monit 5.33 on the same 50 units, 8.4 MB and 0.5 % of a core"
+        );
+    } else if export == Export::Checks {
+        let cpu = cpu_ms / (secs as f64 * 1000.0) * 100.0;
+        let (pass, warn, fail) = count_statuses(&snap);
+        println!("   checks: {pass} pass, {warn} warn, {fail} fail");
+        println!(
+            "   target: RSS <= 12 MB and CPU <= 2 % of a core: {}",
+            verdict(rss <= 12 * 1024 && cpu <= 2.0 && pass == TCP_CHECKS + HTTP_CHECKS)
         );
     } else if export == Export::DeadAlerts {
         print_alerts(&snap["alerts"]);
@@ -474,6 +570,7 @@ fn main() {
     let (rss_on, _) = footprint(Export::On);
     let (rss_down, down) = footprint(Export::CollectorDown);
     let (rss_dead, dead) = footprint(Export::DeadAlerts);
+    footprint(Export::Checks);
     println!("\n== the OTLP export's and the dead alert channels' memory");
     let extra_mb = |kb: u64| (kb as f64 - rss_off as f64) / 1024.0;
     println!(

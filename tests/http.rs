@@ -63,7 +63,8 @@ fn snapshot(status: &str, updated_at: SystemTime, interval_ms: u64) -> serde_jso
              "time": t, "duration_us": 2},
             {"key": "disk:/:utilization", "component": "disk:/", "measurement": "utilization",
              "component_type": "system", "status": if status == "warn" { "warn" } else { "pass" },
-             "observed_value": 81.25, "observed_unit": "percent", "time": t, "duration_us": 7}
+             "observed_value": 81.25, "observed_unit": "percent", "time": t, "duration_us": 7,
+             "measurements": [{"name": "disk_used_ratio", "labels": {"path": "/"}, "value": 0.8125}]}
         ],
         "units": {"worker.service": {"state": {"load_state": "loaded",
             "active_state": if fail { "failed" } else { "active" }, "sub_state": "running"},

@@ -150,13 +150,14 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Writes `dir`/uw.toml: disk, memory and heartbeat checks, sweeps and
-    /// exports every second.
+    /// Writes `dir`/uw.toml: disk, memory, heartbeat and command checks,
+    /// sweeps and exports every second.
     fn write_config(dir: &Path, daemon_extra: &str, telemetry: &str) {
         std::fs::write(dir.join("hb"), "").unwrap();
         let config = format!(
             "[daemon]\ninterval = \"1s\"\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\n{daemon_extra}\n\
              [[disk]]\npath = \"/\"\n[memory]\n[[heartbeat]]\npath = \"{d}/hb\"\nmax_age = \"1h\"\n\
+             [[check]]\ntype = \"command\"\nname = \"echo\"\ncommand = [\"/bin/echo\", \"OK | points=42;100;10\"]\n\
              [telemetry]\ninterval = \"1s\"\n{telemetry}",
             d = dir.display()
         );
@@ -246,6 +247,9 @@ fn assert_exported(out: &str, heartbeat: &str, status: &serde_json::Value) {
         ("unitwatch.check.status", "1"),
         ("unitwatch.health.status", "1"),
         ("unitwatch.telemetry.dropped", "{event}"),
+        ("unitwatch.probe.success", "1"),
+        ("unitwatch.probe.duration", "s"),
+        ("unitwatch.command.perfdata", "1"),
     ] {
         let p = m
             .get(name)
@@ -287,6 +291,10 @@ fn assert_exported(out: &str, heartbeat: &str, status: &serde_json::Value) {
             "{metric} exported {v}, {key} observed {want}"
         );
     }
+    // A [[check]] kind's figures, with the check's key and the label.
+    assert_eq!(m["unitwatch.probe.success"].points[0].1, 1.0);
+    assert_eq!(m["unitwatch.command.perfdata"].points[0].1, 42.0);
+    assert!(out.contains("echo:command"), "no check attribute");
     // No units are watched, and the other checks pass: overall pass = 0.
     assert_eq!(m["unitwatch.health.status"].points[0].1, 0.0);
     // Resource attributes.

@@ -70,12 +70,13 @@ fn main() -> ExitCode {
         } => match load(&cli.config) {
             Ok(c) => {
                 println!(
-                    "{}: valid ({} units, {} heartbeats, {} disks, memory check {}, {} alert channels)",
+                    "{}: valid ({} units, {} heartbeats, {} disks, memory check {}, {} checks, {} alert channels)",
                     cli.config.display(),
                     c.units.len(),
                     c.heartbeats.len(),
                     c.disks.len(),
                     if c.memory.is_some() { "on" } else { "off" },
+                    c.checks.len(),
                     c.alerts.len()
                 );
                 0

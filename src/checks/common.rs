@@ -359,3 +359,137 @@ pub fn build_checks(config: &Config) -> Vec<CheckDef> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn err(body: &str) -> String {
+        let text = format!("[[unit]]\nname = \"gw.service\"\n[[unit]]\nname = \"ro.service\"\nrestart = false\n{body}");
+        Config::parse(&text, Path::new("/etc/unitwatch/unitwatch.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn every_kind_of_mistake_is_located() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[[check]]\ntype = \"pager\"\nname = \"x\"\n",
+                ":7:8: check[0].type: unknown check type \"pager\" (known: tcp, http, command)",
+            ),
+            (
+                "[[check]]\nname = \"x\"\n",
+                ":6:1: check[0]: a [[check]] needs type (one of: tcp, http, command)",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+                ":11:11: check[0].timeout: the timeout (1s) must be less than the interval (1s)",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\n[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:2\"\n",
+                ":12:8: check[1].name: another [[check]] is named \"x\"",
+            ),
+            (
+                "[[check]]\ntype = \"command\"\nname = \"x\"\ncommand = [\"check_tcp\", \"-p\", \"1\"]\n",
+                ":9:12: check[0].command[0]: \"check_tcp\" is not an absolute path (there is no shell and no search of PATH)",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1\"\n",
+                ":9:11: check[0].address: \"127.0.0.1\" has no port",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\nfail_after = \"3\"\n",
+                ":10:14: check[0].fail_after: invalid type: string \"3\", expected u32",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\nlatency_warn = \"fast\"\n",
+                ":10:16: check[0].latency_warn: invalid duration \"fast\"",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\nurl = \"http://h/\"\n",
+                ":10:7: check[0].url: unknown field `url`, expected one of `type`, `name`, `interval`, `timeout`, `unit`, `on_fail`, `fail_after`, `pass_after`, `severity`, `address`, `latency_warn`, `latency_crit`",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\non_fail = \"restart\"\n",
+                ":10:11: check[0].on_fail: \"restart\" needs unit, the unit to restart",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\nunit = \"ro.service\"\non_fail = \"restart\"\n",
+                ":11:11: check[0].on_fail: ro.service has restart = false",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\nunit = \"other.service\"\n",
+                ":10:8: check[0].unit: other.service is not a watched unit",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"a b\"\naddress = \"127.0.0.1:1\"\n",
+                ":8:8: check[0].name: \"a b\": use letters",
+            ),
+            (
+                "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\nseverity = \"page\"\n",
+                ":10:12: check[0].severity: unknown variant `page`, expected `fail` or `warn`",
+            ),
+            (
+                "[[check]]\ntype = \"http\"\nname = \"x\"\nurl = \"ftp://u:secret@h/\"\n",
+                ":9:7: check[0].url: ftp://***@h/ is not an http:// or https:// URL with a host",
+            ),
+            (
+                "[[check]]\ntype = \"http\"\nname = \"x\"\nurl = \"http://h/\"\nbody_regex = \"(\"\n",
+                ":10:14: check[0].body_regex: not a valid regular expression",
+            ),
+            (
+                "[[check]]\ntype = \"http\"\nname = \"x\"\nurl = \"http://h/\"\nwarn_below = 5\n",
+                ":10:14: check[0].warn_below: warn_below, crit_below, warn_above and crit_above grade the number at json_path: give it",
+            ),
+            (
+                "[[check]]\ntype = \"http\"\nname = \"x\"\nurl = \"http://h/\"\nexpect_status = \"2x\"\n",
+                ":10:17: check[0].expect_status: \"2x\": write a code (200) or a class (\"2xx\")",
+            ),
+            (
+                "[[check]]\ntype = \"http\"\nname = \"x\"\nurl = \"http://h/\"\ncert_expiry_crit = \"3d\"\n",
+                "check[0].cert_expiry_warn: applies to https:// URLs only",
+            ),
+            (
+                "[[check]]\ntype = \"http\"\nname = \"x\"\nurl = \"http://h/\"\ntoken_file = \"token\"\n",
+                ":10:14: check[0].token_file: is not an absolute path",
+            ),
+            (
+                "[[check]]\ntype = \"http\"\nname = \"x\"\nurl = \"http://h/\"\nmethod = \"POST\"\n",
+                ":10:10: check[0].method: unknown variant `POST`, expected `GET` or `HEAD`",
+            ),
+            (
+                "[[check]]\ntype = \"command\"\nname = \"x\"\ncommand = []\n",
+                ":9:11: check[0].command: needs the program to run",
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .map(|(body, want)| (err(body), want))
+            .filter(|(e, want)| {
+                !(e.starts_with("/etc/unitwatch/unitwatch.toml:") && e.contains(*want))
+            })
+            .map(|(e, want)| format!("want {want}\ngot  {e}"))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn defaults_and_the_built_check() {
+        let c = Config::parse(
+            "[daemon]\ninterval = \"1s\"\n[[unit]]\nname = \"gw.service\"\n[[check]]\ntype = \"tcp\"\nname = \"gw\"\naddress = \"127.0.0.1:4002\"\nunit = \"gw.service\"\non_fail = \"restart\"\nfail_after = 3\nseverity = \"warn\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let defs = crate::checks::build_all(&c);
+        let d = defs.iter().find(|d| d.id.key() == "gw:tcp").unwrap();
+        assert_eq!(d.interval, std::time::Duration::from_secs(1));
+        // 5 s is not less than 1 s: half the interval instead.
+        assert_eq!(d.timeout, std::time::Duration::from_millis(500));
+        assert!(d.restart && d.warn_only && d.is_probe());
+        assert_eq!((d.fail_after, d.pass_after), (3, 1));
+        assert_eq!(d.grace, std::time::Duration::from_secs(3));
+        assert_eq!(d.unit.as_deref(), Some("gw.service"));
+    }
+}

@@ -209,7 +209,12 @@ fn parse(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> 
             }
         }
         None if thresholds.iter().any(Option::is_some) => {
-            bad("json_path", "warn_below, crit_below, warn_above and crit_above grade the number at json_path: give it".into());
+            let given = ["warn_below", "crit_below", "warn_above", "crit_above"]
+                .into_iter()
+                .zip(thresholds)
+                .find_map(|(k, v)| v.map(|_| k))
+                .unwrap_or("json_path");
+            bad(given, "warn_below, crit_below, warn_above and crit_above grade the number at json_path: give it".into());
         }
         None => {}
     }

@@ -1,7 +1,7 @@
 //! The exported metrics: the health model of `/metrics`, read from the
 //! latest status snapshot when the export collects. Names follow what
 //! Azure users of the seed know (`health.*`) plus `unitwatch.*` for the
-//! rest; units are UCUM; no metric has more than two attributes (Azure
+//! rest; units are UCUM; no metric has more than three attributes (Azure
 //! allows ten dimensions).
 
 use std::sync::atomic::Ordering;

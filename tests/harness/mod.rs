@@ -244,6 +244,22 @@ impl Sandbox {
         });
     }
 
+    /// tests/check_server.py (a real HTTP server with endpoints that pass,
+    /// fail, hang or follow a flag file) as the transient unit
+    /// `checkserver` on 127.0.0.1:`port`.
+    pub fn start_check_server(&self, port: u16) {
+        self.ok(&format!(
+            "systemd-run --unit=checkserver /usr/bin/python3 {} {port} /var/log/checkserver.log",
+            repo().join("tests/check_server.py").display()
+        ));
+        self.wait_for("the check server", Duration::from_secs(10), || {
+            self.sh(&format!("ss -ltn | grep -q 127.0.0.1:{port}"))
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+
     /// Installs unitwatch.service from `systemd/` (its ExecStart pointed at
     /// the built binary), writes `config`, and starts it.
     pub fn start_unitwatch(&self, config: &str, dropin: &str) {
