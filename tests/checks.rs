@@ -9,7 +9,6 @@
 //! nsswitch.conf for the run), so a name that does not resolve is asked of
 //! no DNS server: no address but loopback and the namespace's is used.
 
-#[allow(dead_code)]
 mod harness;
 
 use std::io::BufRead;

@@ -4,7 +4,6 @@
 //! and on_fail = "restart" restarts a unit whose own endpoint fails, on
 //! the backoff. The HTTP server is tests/check_server.py, run as a unit.
 
-#[allow(dead_code)]
 mod harness;
 
 use std::time::Duration;
