@@ -103,9 +103,7 @@ pub struct TcpProbe {
 impl Probe for TcpProbe {
     fn run(self: Arc<Self>, ctx: ProbeCtx) -> BoxFuture<'static, Outcome> {
         Box::pin(async move {
-            let t0 = Instant::now();
             let (o, took) = self.connect(&ctx).await;
-            let _ = t0;
             probe_figures(o, &self.name, took)
         })
     }

@@ -7,9 +7,12 @@ use super::*;
 use crate::checks::runner::Done;
 use crate::checks::{CheckContext, How, Status};
 
-/// How long probe results that changed no status wait to be published
-/// together (a change is published at once).
+/// How long probe results wait to be published together: those that
+/// changed no status up to a second, a change 50 ms (its event is emitted
+/// at once; a burst of changes, a network blip failing a hundred checks,
+/// makes one snapshot, not a hundred).
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+const PUBLISH_CHANGE: Duration = Duration::from_millis(50);
 
 impl Supervisor {
     /// Builds the configuration's checks and starts their probes. A check
@@ -116,10 +119,18 @@ impl Supervisor {
                 self.persist();
             }
         }
-        if changed {
-            self.publish();
-        } else if self.publish_at.is_none() {
-            self.publish_at = Some(tokio::time::Instant::now() + PUBLISH_EVERY);
+        self.publish_within(if changed {
+            PUBLISH_CHANGE
+        } else {
+            PUBLISH_EVERY
+        });
+    }
+
+    /// Publishes within `d` (sooner if already due sooner).
+    fn publish_within(&mut self, d: Duration) {
+        let at = tokio::time::Instant::now() + d;
+        if self.publish_at.is_none_or(|t| t > at) {
+            self.publish_at = Some(at);
         }
     }
 

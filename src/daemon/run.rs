@@ -44,15 +44,23 @@ impl Supervisor {
     /// Takes in the probes' first results, for up to [`FIRST_RESULTS`].
     async fn first_results(&mut self) {
         let until = tokio::time::Instant::now() + FIRST_RESULTS;
-        while self.results.iter().any(|r| r.pending) {
+        let waiting = |s: &Self| {
+            s.checks
+                .iter()
+                .zip(&s.results)
+                .any(|(d, r)| d.is_probe() && r.pending)
+        };
+        while waiting(self) {
             let Some(r) = self.runner.as_mut() else {
                 return;
             };
             match tokio::time::timeout_at(until, r.next()).await {
                 Ok(done) => self.on_probe(done).await,
-                Err(_) => return,
+                Err(_) => break,
             }
         }
+        // The sweep that follows publishes them.
+        self.publish_at = None;
     }
 }
 
