@@ -157,11 +157,15 @@ impl Supervisor {
     /// When the next planned restart is due.
     pub(super) fn next_deadline(&self) -> Option<SystemTime> {
         self.bus.as_ref()?;
+        // Asked at every turn of the loop (with many probes, hundreds of
+        // times a second): the rare pending restart first, the config's
+        // linear lookup only for it.
         self.store
             .units
             .iter()
+            .filter_map(|(n, u)| u.pending_restart_at.map(|t| (n, t.0)))
             .filter(|(n, _)| self.config.unit(n).is_some_and(|u| u.restart))
-            .filter_map(|(_, u)| u.pending_restart_at.map(|t| t.0))
+            .map(|(_, t)| t)
             .min()
     }
 
