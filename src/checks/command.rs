@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
 use crate::checks::common::{from_table, probe_figures, Common, PROBE_DURATION, PROBE_SUCCESS};
-use crate::checks::kind::{Kind, Make, MetricDoc};
+use crate::checks::kind::{Build, Kind, Make, MetricDoc};
 use crate::checks::{fmt_duration, How, Measurement, Outcome, Probe, ProbeCtx, Status};
 use crate::config::{Config, KeySeg};
 use crate::manual::KeyDoc;
@@ -59,14 +59,17 @@ pub const KIND: Kind = Kind {
     )],
     metrics: &[PROBE_DURATION, PROBE_SUCCESS, PERFDATA],
     make: Make::Check {
-        parse,
+        check,
         about: "Runs a program (a Nagios plugin from monitoring-plugins, or one of your own) as the unitwatch user, with no shell and a clean environment, and reads its exit status by the plugin convention.",
     },
 };
 
+pub const BUILD: Build = Build::Check(build);
+
 type Problems = Vec<(Vec<KeySeg>, String)>;
 
-fn parse(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> {
+/// Reads and validates the kind's keys.
+fn read(t: &toml::Table) -> Result<CommandConfig, Problems> {
     let c: CommandConfig = from_table(t.clone())?;
     let at = || vec![KeySeg::Key("command")];
     match c.command.first() {
@@ -88,6 +91,15 @@ fn parse(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> 
     if c.command.iter().any(|a| a.contains('\0')) {
         return Err(vec![(at(), "an argument holds a NUL byte".into())]);
     }
+    Ok(c)
+}
+
+fn check(t: &toml::Table, _: &Common, _: &Config) -> Result<(), Problems> {
+    read(t).map(|_| ())
+}
+
+fn build(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> {
+    let c = read(t)?;
     Ok(How::Probe(Arc::new(CommandProbe {
         name: common.key(),
         argv: c.command,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::config::{opt_duration, Bad, Config, KeySeg, UnitName};
 use crate::manual::KeyDoc;
 
-use super::kind::{check_kind, check_kind_names, Make, MetricDoc};
+use super::kind::{check_builder, check_kind, check_kind_names, Build, Make, MetricDoc};
 use super::{CheckDef, CheckId};
 
 /// A `[[check]]` table as the file has it; its kind reads it in the
@@ -181,11 +181,11 @@ pub fn from_table<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<
 }
 
 /// Splits a `[[check]]` table into its common keys and its kind's, and has
-/// the kind read its own. `Ok` carries what the kind built.
+/// the kind check its own: the common keys, the kind, and its own table.
 fn read(
     t: &CheckTable,
     config: &Config,
-) -> Result<(Common, &'static super::Kind, super::How), Problems> {
+) -> Result<(Common, &'static super::Kind, toml::Table), Problems> {
     let kinds = check_kind_names().join(", ");
     let kind_name = match t.0.get("type") {
         None => {
@@ -208,7 +208,7 @@ fn read(
             format!("unknown check type {kind_name:?} (known: {kinds})"),
         )]);
     };
-    let Make::Check { parse, .. } = kind.make else {
+    let Make::Check { check, .. } = kind.make else {
         unreachable!("check_kind returns [[check]] kinds only")
     };
     let mut common = toml::Table::new();
@@ -235,8 +235,8 @@ fn read(
         }
     }
     let common: Common = from_table(common)?;
-    let how = parse(&own, &common, config)?;
-    Ok((common, kind, how))
+    check(&own, &common, config)?;
+    Ok((common, kind, own))
 }
 
 /// The validation of every `[[check]]` table.
@@ -333,9 +333,15 @@ impl CommonProblems {
 pub fn build_checks(config: &Config) -> Vec<CheckDef> {
     let mut out = Vec::new();
     for t in &config.checks {
-        let Ok((common, kind, how)) = read(t, config) else {
-            // Only a config that failed validation gets here (the tests'
-            // raw serde parse); it is refused before any check is built.
+        // Only a config that failed validation fails here (the tests' raw
+        // serde parse); it is refused before any check is built.
+        let Ok((common, kind, own)) = read(t, config) else {
+            continue;
+        };
+        let Some(Build::Check(build)) = check_builder(kind.name) else {
+            continue;
+        };
+        let Ok(how) = build(&own, &common, config) else {
             continue;
         };
         let interval = common.interval(config);

@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use nix::sys::statvfs::statvfs;
 use serde::Deserialize;
 
-use crate::checks::kind::{Kind, Make, MetricDoc};
+use crate::checks::kind::{Build, Kind, Make, MetricDoc};
 use crate::checks::{
     blocking, grade, round2, CheckDef, CheckId, How, Measurement, Outcome, Probe, ProbeCtx, Status,
 };
@@ -81,8 +81,10 @@ pub const KIND: Kind = Kind {
             "Fail on inode use of the same filesystem."),
     ],
     metrics: &[USED, INODES],
-    make: Make::Section { problems, build },
+    make: Make::Section { problems },
 };
+
+pub const BUILD: Build = Build::Section(build);
 
 fn problems(config: &Config, bad: &mut Bad<'_>) {
     use KeySeg::{Index, Key};

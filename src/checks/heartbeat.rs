@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::checks::kind::{Kind, Make, MetricDoc};
+use crate::checks::kind::{Build, Kind, Make, MetricDoc};
 use crate::checks::{
     blocking, CheckDef, CheckId, How, Measurement, Outcome, Probe, ProbeCtx, Status,
 };
@@ -50,8 +50,10 @@ pub const KIND: Kind = Kind {
             "A watched unit with restart = true: a stale heartbeat restarts it on the same backoff, once it has been up for max_age."),
     ],
     metrics: &[AGE],
-    make: Make::Section { problems, build },
+    make: Make::Section { problems },
 };
+
+pub const BUILD: Build = Build::Section(build);
 
 fn problems(config: &Config, bad: &mut Bad<'_>) {
     use KeySeg::{Index, Key};

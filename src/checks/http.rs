@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use crate::checks::common::{from_table, probe_figures, Common, PROBE_DURATION, PROBE_SUCCESS};
-use crate::checks::kind::{Kind, Make, MetricDoc};
+use crate::checks::kind::{Build, Kind, Make, MetricDoc};
 use crate::checks::{
     fmt_duration, grade, grade_below, millis, How, Measurement, Outcome, Probe, ProbeCtx, Status,
 };
@@ -155,14 +155,17 @@ pub const KIND: Kind = Kind {
     ],
     metrics: &[PROBE_DURATION, PROBE_SUCCESS, STATUS_CODE, CERT_EXPIRY, JSON_VALUE],
     make: Make::Check {
-        parse,
+        check,
         about: "Requests a URL: pass when the status is expected, the body holds what it must, the answer came in time and the certificate has time left.",
     },
 };
 
+pub const BUILD: Build = Build::Check(build);
+
 type Problems = Vec<(Vec<KeySeg>, String)>;
 
-fn parse(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> {
+/// Reads and validates the kind's keys.
+fn read(t: &toml::Table) -> Result<HttpCheckConfig, Problems> {
     let c: HttpCheckConfig = from_table(t.clone())?;
     let mut out: Problems = Vec::new();
     let mut bad = |k: &'static str, m: String| out.push((vec![KeySeg::Key(k)], m));
@@ -260,6 +263,15 @@ fn parse(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> 
     if !out.is_empty() {
         return Err(out);
     }
+    Ok(c)
+}
+
+fn check(t: &toml::Table, _: &Common, _: &Config) -> Result<(), Problems> {
+    read(t).map(|_| ())
+}
+
+fn build(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> {
+    let c = read(t)?;
     let regex = c
         .body_regex
         .as_deref()

@@ -1,5 +1,5 @@
-//! What a check kind is: one [`Kind`] per file of this directory, listed
-//! in [`KINDS`] (in mod.rs, beside the module lines).
+//! What a check kind is: one [`Kind`] and one [`Build`] per file of this
+//! directory, listed in [`KINDS`] and [`BUILDS`] (by one line in mod.rs).
 //!
 //! A kind says where its configuration lives (a section of its own, such
 //! as `[[heartbeat]]`, or `[[check]] type = "tcp"`), documents its keys and
@@ -11,7 +11,7 @@ use crate::config::{Bad, Config, KeySeg};
 use crate::manual::KeyDoc;
 
 use super::common::{Common, CommonProblems};
-use super::{CheckDef, KINDS};
+use super::{CheckDef, BUILDS, KINDS, METRICS};
 
 /// A figure a kind exports.
 #[derive(Debug, Clone, Copy)]
@@ -27,25 +27,32 @@ pub struct MetricDoc {
     pub otlp_scale: f64,
 }
 
-/// A `[[check]]` kind's table, its common keys taken out: its checks'
-/// probe, or the problems of its keys (paths relative to the table).
-pub type ParseCheck =
-    fn(&toml::Table, &Common, &Config) -> Result<super::How, Vec<(Vec<KeySeg>, String)>>;
+/// The problems of a `[[check]]` table's keys, paths relative to it.
+pub type Problems = Vec<(Vec<KeySeg>, String)>;
 
-/// How a kind is configured.
+/// Reads and checks a `[[check]]` kind's own keys (the common ones taken
+/// out), building nothing.
+pub type CheckKeys = fn(&toml::Table, &Common, &Config) -> Result<(), Problems>;
+
+/// How a kind is configured and validated.
 pub enum Make {
-    /// A section with a syntax of its own (`[[heartbeat]]`, `[memory]`).
-    Section {
-        /// The Config's validation of the section.
-        problems: fn(&Config, &mut Bad<'_>),
-        build: fn(&Config) -> Vec<CheckDef>,
-    },
+    /// A section with a syntax of its own (`[[heartbeat]]`, `[memory]`):
+    /// the Config's validation of it.
+    Section { problems: fn(&Config, &mut Bad<'_>) },
     /// `[[check]] type = NAME`: the common keys of [`Common`], and the
-    /// kind's own, which `parse` reads and checks.
+    /// kind's own, which `check` reads and validates.
     Check {
-        parse: ParseCheck,
+        check: CheckKeys,
         about: &'static str,
     },
+}
+
+/// How a kind builds its checks, once the configuration is valid. Apart
+/// from [`Kind`] (in `BUILD`), so that what only reads or validates a
+/// configuration (unitwatch-http) links no kind's measuring code.
+pub enum Build {
+    Section(fn(&Config) -> Vec<CheckDef>),
+    Check(fn(&toml::Table, &Common, &Config) -> Result<super::How, Problems>),
 }
 
 pub struct Kind {
@@ -89,8 +96,8 @@ pub fn section_problems(config: &Config, bad: &mut Bad<'_>) {
 /// the `[[check]]` tables in the file's.
 pub fn build_all(config: &Config) -> Vec<CheckDef> {
     let mut out = Vec::new();
-    for kind in KINDS {
-        if let Make::Section { build, .. } = kind.make {
+    for (_, build) in BUILDS {
+        if let Build::Section(build) = build {
             out.extend(build(config));
         }
     }
@@ -98,18 +105,26 @@ pub fn build_all(config: &Config) -> Vec<CheckDef> {
     out
 }
 
+/// A `[[check]]` kind's builder, by `type`.
+pub fn check_builder(name: &str) -> Option<&'static Build> {
+    BUILDS
+        .iter()
+        .find(|(n, b)| *n == name && matches!(b, Build::Check(_)))
+        .map(|(_, b)| b)
+}
+
 /// The documentation of an exported figure, by its Prometheus name.
 pub fn metric_doc(name: &str) -> Option<&'static MetricDoc> {
-    KINDS
+    METRICS
         .iter()
-        .flat_map(|k| k.metrics.iter())
+        .flat_map(|m| m.iter())
         .find(|m| m.name == name)
 }
 
 /// Every exported figure of every kind, each once, in registry order.
 pub fn all_metrics() -> Vec<&'static MetricDoc> {
     let mut out: Vec<&'static MetricDoc> = Vec::new();
-    for m in KINDS.iter().flat_map(|k| k.metrics.iter()) {
+    for m in METRICS.iter().flat_map(|m| m.iter()) {
         if !out.iter().any(|o| o.name == m.name) {
             out.push(m);
         }

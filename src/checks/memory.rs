@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::checks::kind::{Kind, Make, MetricDoc};
+use crate::checks::kind::{Build, Kind, Make, MetricDoc};
 use crate::checks::{
     blocking, grade, round2, CheckDef, CheckId, How, Measurement, Outcome, Probe, ProbeCtx, Status,
 };
@@ -49,8 +49,10 @@ pub const KIND: Kind = Kind {
             "Fail when this much of the system's memory is in use."),
     ],
     metrics: &[USED],
-    make: Make::Section { problems, build },
+    make: Make::Section { problems },
 };
+
+pub const BUILD: Build = Build::Section(build);
 
 fn problems(config: &Config, bad: &mut Bad<'_>) {
     if let Some(m) = &config.memory {

@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use crate::checks::common::{from_table, probe_figures, Common, PROBE_DURATION, PROBE_SUCCESS};
-use crate::checks::kind::{Kind, Make};
+use crate::checks::kind::{Build, Kind, Make};
 use crate::checks::{fmt_duration, grade, millis, How, Outcome, Probe, ProbeCtx, Status};
 use crate::config::{opt_duration, Config, KeySeg};
 use crate::manual::KeyDoc;
@@ -37,14 +37,17 @@ pub const KIND: Kind = Kind {
     ],
     metrics: &[PROBE_DURATION, PROBE_SUCCESS],
     make: Make::Check {
-        parse,
+        check,
         about: "Connects to a TCP port: pass when it accepts, with the connect time graded by latency_warn and latency_crit. The connection is closed at once; nothing is sent.",
     },
 };
 
+pub const BUILD: Build = Build::Check(build);
+
 type Problems = Vec<(Vec<KeySeg>, String)>;
 
-fn parse(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> {
+/// Reads and validates the kind's keys.
+fn read(t: &toml::Table) -> Result<TcpConfig, Problems> {
     let c: TcpConfig = from_table(t.clone())?;
     let at = |k: &'static str| vec![KeySeg::Key(k)];
     if let Err(m) = split_host_port(&c.address) {
@@ -62,6 +65,15 @@ fn parse(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> 
             )]);
         }
     }
+    Ok(c)
+}
+
+fn check(t: &toml::Table, _: &Common, _: &Config) -> Result<(), Problems> {
+    read(t).map(|_| ())
+}
+
+fn build(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> {
+    let c = read(t)?;
     Ok(How::Probe(Arc::new(TcpProbe {
         name: common.key(),
         config: c,

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::checks::kind::{Kind, Make};
+use crate::checks::kind::{Build, Kind, Make};
 use crate::checks::{grade, CheckContext, CheckDef, CheckId, How, Outcome, StateCheck, Status};
 use crate::config::{Bad, ByteSize, Config, KeySeg};
 
@@ -14,8 +14,10 @@ pub const KIND: Kind = Kind {
     name: "unit_memory",
     keys: &[],
     metrics: &[],
-    make: Make::Section { problems, build },
+    make: Make::Section { problems },
 };
+
+pub const BUILD: Build = Build::Section(build);
 
 fn problems(config: &Config, bad: &mut Bad<'_>) {
     use KeySeg::{Index, Key};

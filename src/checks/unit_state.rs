@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::checks::kind::{Kind, Make};
+use crate::checks::kind::{Build, Kind, Make};
 use crate::checks::{CheckContext, CheckDef, CheckId, How, Outcome, StateCheck, Status};
 use crate::config::{Bad, Config};
 use crate::units::UnitStatus;
@@ -14,9 +14,10 @@ pub const KIND: Kind = Kind {
     metrics: &[],
     make: Make::Section {
         problems: no_problems,
-        build,
     },
 };
+
+pub const BUILD: Build = Build::Section(build);
 
 fn no_problems(_: &Config, _: &mut Bad<'_>) {}
 
