@@ -248,9 +248,12 @@ impl Sandbox {
     /// fail, hang or follow a flag file) as the transient unit
     /// `checkserver` on 127.0.0.1:`port`.
     pub fn start_check_server(&self, port: u16) {
+        // Copied in: the checkout may be where the sandbox sees another
+        // file system (a /tmp clone, under the sandbox's own /tmp).
+        let script = "/usr/local/share/unitwatch-test/check_server.py";
+        self.write(script, &read_repo("tests/check_server.py"));
         self.ok(&format!(
-            "systemd-run --unit=checkserver /usr/bin/python3 {} {port} /var/log/checkserver.log",
-            repo().join("tests/check_server.py").display()
+            "systemd-run --unit=checkserver /usr/bin/python3 {script} {port} /var/log/checkserver.log"
         ));
         self.wait_for("the check server", Duration::from_secs(10), || {
             self.sh(&format!("ss -ltn | grep -q 127.0.0.1:{port}"))
