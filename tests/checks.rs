@@ -64,12 +64,7 @@ fn check(dir: &Path, body: &str) -> (Value, Output) {
 }
 
 fn result<'a>(snap: &'a Value, key: &str) -> &'a Value {
-    snap["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["key"] == key)
-        .unwrap_or_else(|| panic!("no check {key} in {snap:#}"))
+    harness::check_of(snap, key)
 }
 
 fn output(r: &Value) -> &str {

@@ -15,13 +15,7 @@ const VICTIM: &str =
     "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=simple\nExecStart=/bin/sleep infinity\n";
 
 fn check(s: &Value, key: &str) -> Value {
-    s["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["key"] == key)
-        .cloned()
-        .unwrap_or_else(|| panic!("no check {key} in {s}"))
+    harness::check_of(s, key).clone()
 }
 
 /// The monotonic time (us) of systemd's last "Main process exited" line

@@ -25,15 +25,9 @@ fn scheduled_delays(sb: &Sandbox, unit: &str) -> Vec<u64> {
     .collect()
 }
 
-/// The check `key` of a snapshot (panics, with the snapshot, if absent).
+/// The check `key` of a snapshot, owned.
 fn check(s: &serde_json::Value, key: &str) -> serde_json::Value {
-    s["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["key"] == key)
-        .cloned()
-        .unwrap_or_else(|| panic!("no check {key} in {s}"))
+    harness::check_of(s, key).clone()
 }
 
 fn count_events(sb: &Sandbox, filter: &str) -> usize {

@@ -29,7 +29,6 @@ pub struct Done {
 
 /// The running probe tasks; dropping it stops them.
 pub struct Runner {
-    generation: u64,
     rx: mpsc::Receiver<Done>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -100,15 +99,7 @@ impl Runner {
                 })
             })
             .collect();
-        Runner {
-            generation,
-            rx,
-            tasks,
-        }
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation
+        Runner { rx, tasks }
     }
 
     /// The next finished run (never, when there are no probes).
@@ -117,11 +108,6 @@ impl Runner {
             Some(d) => d,
             None => std::future::pending().await,
         }
-    }
-
-    /// A finished run, if one is waiting.
-    pub fn try_next(&mut self) -> Option<Done> {
-        self.rx.try_recv().ok()
     }
 }
 

@@ -62,12 +62,8 @@ impl KeyDoc {
         meaning: &'static str,
     ) -> KeyDoc {
         KeyDoc {
-            table: "[check]",
             kind,
-            key,
-            default,
-            example,
-            meaning,
+            ..k("[check]", key, default, example, meaning)
         }
     }
 }

@@ -438,6 +438,16 @@ pub fn field<'a>(e: &'a serde_json::Value, k: &str) -> &'a str {
     e.get(k).and_then(|v| v.as_str()).unwrap_or("")
 }
 
+/// The check `key` of a snapshot (panics, with the snapshot, if absent).
+pub fn check_of<'a>(snap: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    snap["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == key)
+        .unwrap_or_else(|| panic!("no check {key} in {snap:#}"))
+}
+
 pub fn read_repo(p: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).unwrap()
 }
