@@ -155,6 +155,18 @@ fn tcp_passes_on_a_listener_and_says_how_it_failed_otherwise() {
         body += &format!("[[check]]\ntype = \"tcp\"\nname = \"v6\"\naddress = \"[::1]:{p6}\"\n");
     }
     let (snap, _) = check(d.path(), &body);
+    // Every run closed with a reset: no socket of the check's is left
+    // behind (a plain close, as no one accepts, would leave it in
+    // FIN-WAIT-2; with a peer that closes too, in TIME-WAIT for a minute).
+    let left = std::process::Command::new("ss")
+        .args(["-Htan", &format!("( dport = :{port} )")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "sockets left behind"
+    );
 
     let r = result(&snap, "open:tcp");
     assert_eq!(r["status"], "pass", "{r:#}");
@@ -424,6 +436,34 @@ fn https_certificate_expiry_is_graded_and_an_unknown_ca_refused() {
     assert!(output(r).to_lowercase().contains("certificate"), "{r:#}");
     let text = metrics_of(&snap);
     assert!(text.contains("unitwatch_tls_cert_expiry_timestamp_seconds{check=\"expiring:http\"}"));
+}
+
+#[test]
+fn http_asks_the_server_to_close_unless_told_otherwise() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let srv = Server::start(d.path(), port, None, None);
+    let body = format!(
+        "[[check]]\ntype = \"http\"\nname = \"plain\"\nurl = \"http://127.0.0.1:{port}/ok?who=plain\"\n\
+         [[check]]\ntype = \"http\"\nname = \"kept\"\nurl = \"http://127.0.0.1:{port}/ok?who=kept\"\n\
+         headers = {{ Connection = \"keep-alive\", X-Probe = \"1\" }}\n"
+    );
+    let (snap, _) = check(d.path(), &body);
+    assert_eq!(result(&snap, "plain:http")["status"], "pass", "{snap:#}");
+    assert_eq!(result(&snap, "kept:http")["status"], "pass", "{snap:#}");
+    let log = std::fs::read_to_string(&srv.log).unwrap();
+    let sent = |who: &str| -> serde_json::Value {
+        log.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["path"].as_str().unwrap().ends_with(&format!("who={who}")))
+            .unwrap_or_else(|| panic!("no request of {who}: {log}"))["headers"]
+            .clone()
+    };
+    // The server closes first, so the TIME_WAIT of each run is its own.
+    assert_eq!(sent("plain")["connection"], "close", "{log}");
+    // A configured Connection header wins, and is sent once.
+    assert_eq!(sent("kept")["connection"], "keep-alive", "{log}");
+    assert_eq!(sent("kept")["x-probe"], "1", "{log}");
 }
 
 #[test]

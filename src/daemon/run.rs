@@ -35,6 +35,9 @@ async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
     }
 }
 
+/// At most this many probe results are taken in one turn of the loop.
+const PROBE_BATCH: usize = 32;
+
 /// How long the start waits for the probes' first results, so that the
 /// first snapshot (and READY=1) has them; a probe slower than this shows as
 /// pending until it reports.
@@ -147,7 +150,18 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
                 }
                 notify::watchdog(&sup.status_line);
             }
-            done = next_probe(&mut sup.runner) => sup.on_probe(done).await,
+            done = next_probe(&mut sup.runner) => {
+                sup.on_probe(done).await;
+                // The rest of the batch in this turn, not one turn (and
+                // one set of deadlines) each; bounded, so that a signal
+                // waits for a few results at most.
+                for _ in 0..PROBE_BATCH {
+                    let Some(done) = sup.runner.as_mut().and_then(Runner::ready) else {
+                        break;
+                    };
+                    sup.on_probe(done).await;
+                }
+            }
             _ = sleep_until_opt(publish_at) => sup.publish(),
             _ = sleep_until_wall(stale_at) => sup.stale_due(),
             _ = sleep_until_wall(restart_at) => sup.restart_due().await,
