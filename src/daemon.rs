@@ -110,6 +110,12 @@ pub struct Supervisor {
     /// A snapshot is due by then: probe results that changed no status
     /// are published together, at most once a second.
     publish_at: Option<tokio::time::Instant>,
+    /// When the last snapshot was written (by a sweep or for probes), and
+    /// the buffer it was serialized into, kept for the next.
+    published: tokio::time::Instant,
+    publish_buf: Vec<u8>,
+    /// How often the loop sweeps (and so publishes), as it last set it.
+    sweep_every: Duration,
     units: UnitTable,
     /// D-Bus object path -> unit name, and back.
     by_path: HashMap<String, String>,
@@ -169,6 +175,9 @@ impl Supervisor {
             runner: None,
             generation: 0,
             publish_at: None,
+            published: tokio::time::Instant::now(),
+            publish_buf: Vec::new(),
+            sweep_every: config.daemon.interval,
             units: UnitTable::new(),
             by_path: HashMap::new(),
             paths: HashMap::new(),
@@ -424,8 +433,9 @@ impl Supervisor {
     /// snapshot to the OTLP export.
     fn publish(&mut self) {
         self.publish_at = None;
+        self.published = tokio::time::Instant::now();
         let snap = self.snapshot();
-        if let Err(e) = snap.write(&self.config.status_path()) {
+        if let Err(e) = snap.write_with(&self.config.status_path(), &mut self.publish_buf) {
             log::error!("{e}");
         }
         if snap.summary != self.status_line {

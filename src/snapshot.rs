@@ -172,9 +172,17 @@ impl Snapshot {
     }
 
     pub fn write(&self, path: &Path) -> Result<(), WriteError> {
-        let mut json = serde_json::to_vec_pretty(self).expect("snapshot serializes");
-        json.push(b'\n');
-        write_atomic(path, &json, 0o644)
+        self.write_with(path, &mut Vec::new())
+    }
+
+    /// [`Snapshot::write`], serializing into `buf` (cleared first): a
+    /// writer that publishes every second keeps one buffer rather than
+    /// allocating and freeing a large one each time.
+    pub fn write_with(&self, path: &Path, buf: &mut Vec<u8>) -> Result<(), WriteError> {
+        buf.clear();
+        serde_json::to_writer_pretty(&mut *buf, self).expect("snapshot serializes");
+        buf.push(b'\n');
+        write_atomic(path, buf, 0o644)
     }
 
     pub fn read(path: &Path) -> Result<Snapshot, ReadError> {

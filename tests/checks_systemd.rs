@@ -6,7 +6,7 @@
 
 mod harness;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use harness::{field, Sandbox};
 use serde_json::Value;
@@ -196,4 +196,37 @@ fn fail_after_holds_back_two_bad_results_and_on_fail_restarts_with_the_backoff()
     let s = sb.status_json();
     assert_eq!(check(&s, "api:http")["unit"], "api.service");
     assert_eq!(s["units"]["api.service"]["state"]["active_state"], "active");
+}
+
+#[test]
+fn probe_results_are_published_every_second_between_long_sweeps() {
+    let sb = Sandbox::boot("checks-publish");
+    // Sweeps (which publish) only every 30 s; a probe every 200 ms whose
+    // status never changes: its results still reach status.json within a
+    // second of the last snapshot, not at the next sweep.
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"30s\"\n\
+         [[check]]\ntype = \"command\"\nname = \"steady\"\ninterval = \"200ms\"\ncommand = [\"/bin/true\"]\n",
+        "",
+    );
+    let time_of = || -> Option<SystemTime> {
+        let t = check(&sb.status_json(), "steady:command")["time"]
+            .as_str()?
+            .to_string();
+        humantime::parse_rfc3339(&t).ok()
+    };
+    sb.wait_for("the first result", Duration::from_secs(10), || {
+        (check(&sb.status_json(), "steady:command")["status"] == "pass").then_some(())
+    });
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(700));
+        let t = time_of().expect("the check's time");
+        let age = SystemTime::now().duration_since(t).unwrap_or_default();
+        // At most a second behind (the pace), plus the read's own time.
+        assert!(age < Duration::from_millis(1500), "result {age:?} old");
+        seen.push(t);
+    }
+    seen.dedup();
+    assert!(seen.len() >= 3, "status.json was not rewritten: {seen:?}");
 }

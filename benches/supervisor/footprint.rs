@@ -55,11 +55,11 @@ pub fn all() {
     );
 }
 
-/// The bare client's (user, kernel) ticks and failed runs over `secs`,
-/// run in the sandbox's network namespace against the check server.
-fn bare_floor(sb: &Sandbox, secs: u64) -> Option<(u64, u64, u64)> {
+/// Starts the bare client for `secs` in the sandbox's network namespace,
+/// against the check server.
+fn start_bare(sb: &Sandbox, secs: u64) -> Option<std::process::Child> {
     let exe = std::env::current_exe().ok()?;
-    let out = std::process::Command::new("nsenter")
+    std::process::Command::new("nsenter")
         .args(["-t", &sb.pid1.to_string(), "-n", "--"])
         .arg(exe)
         .args([
@@ -67,8 +67,15 @@ fn bare_floor(sb: &Sandbox, secs: u64) -> Option<(u64, u64, u64)> {
             &CHECK_SERVER.to_string(),
             &secs.to_string(),
         ])
-        .output()
-        .ok()?;
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()
+}
+
+/// The bare client's (user, kernel) ticks and failed runs.
+fn wait_bare(child: Option<std::process::Child>) -> Option<(u64, u64, u64)> {
+    let out = child?.wait_with_output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let f: Vec<u64> = text
         .split_whitespace()
@@ -163,9 +170,6 @@ pub fn footprint(export: Export) -> (u64, serde_json::Value) {
         }
         Export::Checks => {
             sb.start_check_server(CHECK_SERVER);
-            // Measured before unitwatch starts, so the two do not share
-            // the server.
-            floor = Some(bare_floor(&sb, secs));
             checks_config(0)
         }
     };
@@ -176,6 +180,13 @@ pub fn footprint(export: Export) -> (u64, serde_json::Value) {
     let ticks0 = cpu_ticks(&sb, &pid);
     let split0 = cpu_split(&sb, &pid);
     let ns0: u64 = sb.prop("unitwatch", "CPUUsageNSec").parse().unwrap_or(0);
+    if export == Export::Checks {
+        // The floor over the same seconds as unitwatch, so both see the
+        // same machine (its noise drifts by more than the margin between
+        // two runs a few minutes apart); they share the server, whose CPU
+        // neither counts.
+        floor = Some(start_bare(&sb, secs));
+    }
     if matches!(export, Export::CollectorDown | Export::DeadAlerts) {
         // Events while the collector is away: a unit killed every second
         // (failed, restart scheduled, restarted, recovered ...).
@@ -189,6 +200,7 @@ pub fn footprint(export: Export) -> (u64, serde_json::Value) {
     } else {
         std::thread::sleep(Duration::from_secs(secs));
     }
+    let floor = floor.map(wait_bare);
     let ticks1 = cpu_ticks(&sb, &pid);
     let split1 = cpu_split(&sb, &pid);
     let ns1: u64 = sb.prop("unitwatch", "CPUUsageNSec").parse().unwrap_or(0);
@@ -252,7 +264,7 @@ pub fn footprint(export: Export) -> (u64, serde_json::Value) {
                 let bare = pct(fu + fk);
                 println!(
                     "   the floor: the same connections at the same times from a bare client \
-                     (benches/supervisor/bare.rs), {secs} s: {bare:.2} % of a core \
+                     (benches/supervisor/bare.rs), over the same {secs} s: {bare:.2} % of a core \
                      (user {:.2} %, kernel {:.2} %), {failed} runs failed",
                     pct(fu),
                     pct(fk)

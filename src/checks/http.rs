@@ -283,6 +283,9 @@ fn build(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> 
         .and_then(|p| expect::parse_path(p).ok());
     Ok(How::Probe(Arc::new(HttpProbe {
         name: common.key(),
+        // Parsed once here, not at every run (it showed in the profile);
+        // validation has already said what is wrong with a bad one.
+        url: reqwest::Url::parse(&c.url).ok(),
         shown_url: redact(&c.url),
         expect: c.expect_status.clone().unwrap_or_default(),
         regex,
@@ -294,6 +297,7 @@ fn build(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> 
 
 pub struct HttpProbe {
     name: String,
+    url: Option<reqwest::Url>,
     shown_url: String,
     config: HttpCheckConfig,
     expect: Expect,
@@ -339,9 +343,12 @@ impl HttpProbe {
             Ok(cl) => cl,
             Err(e) => return (Outcome::error(e), None, vec![]),
         };
+        let Some(target) = self.url.clone() else {
+            return (Outcome::error(format!("{url} is not a URL")), None, vec![]);
+        };
         let mut req = match c.method {
-            Method::Get => client.get(&c.url),
-            Method::Head => client.head(&c.url),
+            Method::Get => client.get(target),
+            Method::Head => client.head(target),
         };
         // A connection per run, as the pool keeps none: saying so lets the
         // server close first, so the TIME_WAIT socket each run leaves

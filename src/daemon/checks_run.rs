@@ -119,16 +119,20 @@ impl Supervisor {
                 self.persist();
             }
         }
-        self.publish_within(if changed {
-            PUBLISH_CHANGE
-        } else {
-            PUBLISH_EVERY
-        });
+        let now = tokio::time::Instant::now();
+        if changed {
+            self.publish_by(now + PUBLISH_CHANGE);
+        } else if self.sweep_every > PUBLISH_EVERY {
+            // A second after the last snapshot, not after this result:
+            // a sweep's snapshot counts too.
+            self.publish_by((self.published + PUBLISH_EVERY).max(now));
+        }
+        // (With sweeps at least once a second, the next sweep publishes
+        // it: the probes add no writes of their own.)
     }
 
-    /// Publishes within `d` (sooner if already due sooner).
-    fn publish_within(&mut self, d: Duration) {
-        let at = tokio::time::Instant::now() + d;
+    /// Publishes by `at` (sooner if already due sooner).
+    fn publish_by(&mut self, at: tokio::time::Instant) {
         if self.publish_at.is_none_or(|t| t > at) {
             self.publish_at = Some(at);
         }

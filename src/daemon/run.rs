@@ -115,7 +115,8 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     };
-    let mut ticker = new_ticker(sup.period());
+    sup.sweep_every = sup.period();
+    let mut ticker = new_ticker(sup.sweep_every);
     // An absolute deadline, kept across iterations: a sleep made afresh in
     // each turn of the loop would never finish while the sweep ticker (as
     // short as the retry wait) keeps winning the select.
@@ -175,7 +176,8 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             }
             _ = hup.recv() => {
                 sup.reload().await;
-                ticker = new_ticker(sup.period());
+                sup.sweep_every = sup.period();
+                ticker = new_ticker(sup.sweep_every);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
