@@ -442,8 +442,8 @@ fn main() {
     if !args.iter().any(|a| a == "--bench") {
         return;
     }
-    // Only a part, for working on it: the checks' footprint, or every
-    // footprint (no detection runs).
+    // Only a part, for working on it: the checks' footprint, every
+    // footprint (no detection runs), or the detection runs alone.
     match std::env::var("UNITWATCH_BENCH_ONLY").as_deref() {
         Ok("checks") => {
             footprint::footprint(footprint::Export::Checks);
@@ -451,6 +451,10 @@ fn main() {
         }
         Ok("footprint") => {
             footprint::all();
+            return;
+        }
+        Ok("latency") => {
+            latency_interleaved();
             return;
         }
         _ => {}
