@@ -152,7 +152,6 @@ const DOWN_QUEUE: u64 = 100;
 pub fn footprint(export: Export) -> (u64, serde_json::Value) {
     let sb = boot_with_units("bench-footprint");
     let secs = env_num("UNITWATCH_BENCH_SECS", 60);
-    let mut floor = None;
     let telemetry = match export {
         Export::Off => String::new(),
         Export::On => {
@@ -180,13 +179,10 @@ pub fn footprint(export: Export) -> (u64, serde_json::Value) {
     let ticks0 = cpu_ticks(&sb, &pid);
     let split0 = cpu_split(&sb, &pid);
     let ns0: u64 = sb.prop("unitwatch", "CPUUsageNSec").parse().unwrap_or(0);
-    if export == Export::Checks {
-        // The floor over the same seconds as unitwatch, so both see the
-        // same machine (its noise drifts by more than the margin between
-        // two runs a few minutes apart); they share the server, whose CPU
-        // neither counts.
-        floor = Some(start_bare(&sb, secs));
-    }
+    // The floor over the same seconds as unitwatch, so both see the same
+    // machine (its noise drifts by more than the margin between two runs a
+    // few minutes apart); they share the server, whose CPU neither counts.
+    let floor = (export == Export::Checks).then(|| start_bare(&sb, secs));
     if matches!(export, Export::CollectorDown | Export::DeadAlerts) {
         // Events while the collector is away: a unit killed every second
         // (failed, restart scheduled, restarted, recovered ...).

@@ -184,6 +184,16 @@ pub fn grade_below(value: f64, warn: Option<f64>, crit: Option<f64>) -> Status {
     grade(-value, warn.map(|w| -w), crit.map(|c| -c))
 }
 
+/// The threshold a graded figure crossed: the critical one when it
+/// failed, else the warning one (for saying which limit it was).
+pub fn crossed<T>(status: Status, warn: Option<T>, crit: Option<T>) -> Option<T> {
+    if status == Status::Fail {
+        crit
+    } else {
+        warn
+    }
+}
+
 /// Rounds a percentage for display and JSON.
 pub fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::{json_number, HttpCheckConfig, HttpProbe};
-use crate::checks::{fmt_duration, grade, grade_below, millis, Outcome, Status};
+use crate::checks::{crossed, fmt_duration, grade, grade_below, millis, Outcome, Status};
 use crate::config::ByteSize;
 
 impl HttpProbe {
@@ -77,11 +77,7 @@ impl HttpProbe {
             c.latency_crit.map(|d| d.as_secs_f64()),
         );
         if lat != Status::Pass {
-            let limit = if lat == Status::Fail {
-                c.latency_crit
-            } else {
-                c.latency_warn
-            };
+            let limit = crossed(lat, c.latency_warn, c.latency_crit);
             worse(
                 lat,
                 format!(
@@ -101,11 +97,7 @@ impl HttpProbe {
                 c.cert_expiry_crit.map(|d| d.as_secs_f64()),
             );
             if s != Status::Pass {
-                let limit = if s == Status::Fail {
-                    c.cert_expiry_crit
-                } else {
-                    c.cert_expiry_warn
-                };
+                let limit = crossed(s, c.cert_expiry_warn, c.cert_expiry_crit);
                 worse(
                     s,
                     format!(
