@@ -199,7 +199,7 @@ pub async fn check_once(config: &Config) -> Snapshot {
     if !config.units.is_empty() {
         match Systemd::connect_timeout(Duration::from_secs(3)).await {
             Ok(bus) => match read_units(&bus, config, &UnitTable::new()).await {
-                Ok(rows) => units.extend(rows.into_iter().map(|(n, _, s)| (n, s))),
+                Ok((rows, _)) => units.extend(rows.into_iter().map(|(n, _, s)| (n, s))),
                 Err(e) => bus_error = Some(e.to_string()),
             },
             Err(e) => bus_error = Some(e.to_string()),

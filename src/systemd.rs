@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use zbus::message::Type as MsgType;
-use zbus::{Connection, MatchRule, Message, MessageStream, OwnedVariant, Variant};
+use zbus::{Connection, MatchRule, Message, MessageStream, OwnedObjectPath, OwnedVariant, Variant};
 use zbus_systemd::systemd1::ManagerProxy;
 
 use crate::units::UnitStatus;
@@ -46,10 +46,27 @@ pub struct Listed {
     pub sub_state: String,
 }
 
+/// One row of `ListUnitsByNames`: name, description, load, active and sub
+/// state, followed unit, object path, job id, job type, job path.
+type ListedRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    u32,
+    String,
+    OwnedObjectPath,
+);
+
 /// A property change of one unit, from a `PropertiesChanged` signal.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Change {
     pub path: String,
+    /// systemd's serial of the signal: see [`older`].
+    pub serial: u32,
     pub load_state: Option<String>,
     pub active_state: Option<String>,
     pub sub_state: Option<String>,
@@ -79,6 +96,28 @@ impl Change {
         }
         before != (s.active_state.clone(), s.sub_state.clone())
     }
+
+    /// For a change sent before the last full read (see [`older`]), applied
+    /// to `stream`, the unit as the signals alone have shown it: the move
+    /// the read skipped over, as (from, to), if there is one to tell.
+    ///
+    /// None when the signals show no move (systemd's repeat of `failed`
+    /// around a `RestartUnit`: old news, which applied over the read made a
+    /// spurious failure), or when the read already showed where the move
+    /// went (and was reacted to then).
+    pub fn skipped_move(
+        &self,
+        stream: &mut UnitStatus,
+        read: &UnitStatus,
+    ) -> Option<(UnitStatus, UnitStatus)> {
+        let from = stream.clone();
+        if !self.apply(stream) {
+            return None;
+        }
+        let shown =
+            (&stream.active_state, &stream.sub_state) == (&read.active_state, &read.sub_state);
+        (!shown).then(|| (from, stream.clone()))
+    }
 }
 
 /// Parses a `PropertiesChanged` signal; `None` for other messages.
@@ -101,12 +140,29 @@ pub fn parse_change(msg: &Message) -> Option<Change> {
     };
     Some(Change {
         path,
+        serial: msg.primary_header().serial_num().get(),
         load_state: string("LoadState"),
         active_state: string("ActiveState"),
         sub_state: string("SubState"),
         result: string("Result"),
         n_restarts,
     })
+}
+
+/// Was message `a` sent by systemd before message `b`?
+///
+/// systemd numbers every message it sends on its bus connection, signals
+/// and method replies alike, from one counter, and the bus keeps the
+/// sender's serial. So a signal's serial orders it against the reply to a
+/// `ListUnitsByNames`. That matters because zbus queues signals apart from
+/// replies: a signal sent before the reply can reach the loop after the
+/// reply's fresher state is applied. systemd sends such signals on every
+/// `RestartUnit` of a failed unit (ActiveState still `failed`, with the new
+/// job), so without this a sweep that caught the restarted unit active was
+/// followed by a stale "failed", a spurious failure and a planned restart.
+/// Compared in wrapping arithmetic, as serials wrap at 2^32.
+pub fn older(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
 }
 
 /// The D-Bus interface that carries `Result`, `NRestarts` and
@@ -233,15 +289,27 @@ impl Systemd {
         })
     }
 
-    /// The state of every named unit in one call. Units that do not exist
-    /// come back with `LoadState=not-found`.
-    pub async fn list(&self, names: &[String]) -> Result<Vec<Listed>, SystemdError> {
-        let rows = self
-            .manager
-            .list_units_by_names(names.to_vec())
+    /// The state of every named unit in one call, with the serial of
+    /// systemd's reply (to order it against signals: [`older`]). Units that
+    /// do not exist come back with `LoadState=not-found`.
+    pub async fn list(&self, names: &[String]) -> Result<(Vec<Listed>, u32), SystemdError> {
+        let reply = self
+            .conn
+            .call_method(
+                Some(SYSTEMD),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                "ListUnitsByNames",
+                &(names,),
+            )
             .await
             .map_err(err("ListUnitsByNames"))?;
-        Ok(rows
+        let serial = reply.primary_header().serial_num().get();
+        let rows: Vec<ListedRow> = reply
+            .body()
+            .deserialize()
+            .map_err(err("decode the reply to ListUnitsByNames"))?;
+        let units = rows
             .into_iter()
             .map(|r| Listed {
                 name: r.0,
@@ -250,7 +318,8 @@ impl Systemd {
                 sub_state: r.4,
                 path: r.6.to_string(),
             })
-            .collect())
+            .collect();
+        Ok((units, serial))
     }
 
     async fn get(&self, path: &str, iface: &str, prop: &str) -> Result<OwnedVariant, SystemdError> {
@@ -372,6 +441,109 @@ mod tests {
         assert!(failed.apply(&mut s));
         assert!(s.is_failed());
         assert_eq!(s.result.as_deref(), Some("signal"));
+    }
+
+    fn unit(active: &str, sub: &str) -> UnitStatus {
+        UnitStatus {
+            load_state: "loaded".into(),
+            active_state: active.into(),
+            sub_state: sub.into(),
+            ..Default::default()
+        }
+    }
+
+    fn to(active: &str, sub: &str) -> Change {
+        Change {
+            active_state: Some(active.into()),
+            sub_state: Some(sub.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Stale changes handled as the supervisor does: `table` starts at the
+    /// read's state and takes each move told; returns the moves told.
+    fn stale_run(
+        stream: &mut UnitStatus,
+        table: &mut UnitStatus,
+        changes: &[Change],
+    ) -> Vec<String> {
+        let mut told = Vec::new();
+        for c in changes {
+            if let Some((from, to)) = c.skipped_move(stream, table) {
+                assert_eq!(
+                    (&from.active_state, &from.sub_state),
+                    (&table.active_state, &table.sub_state),
+                    "a told move starts where the table is"
+                );
+                told.push(format!("{}/{}", to.active_state, to.sub_state));
+                *table = to;
+            }
+        }
+        told
+    }
+
+    #[test]
+    fn a_stale_repeat_of_failed_after_a_restart_is_not_news() {
+        // Signals had the unit failed; the read caught it active after the
+        // restart; then systemd's repeats of `failed` sent around the
+        // restart job, and the start, all older than the read.
+        let mut stream = unit("failed", "failed");
+        let mut table = unit("active", "running");
+        let changes = [
+            to("failed", "failed"),
+            to("failed", "failed"),
+            to("active", "running"),
+        ];
+        assert_eq!(
+            stale_run(&mut stream, &mut table, &changes),
+            Vec::<String>::new()
+        );
+        assert!(table.is_active() && stream.is_active());
+    }
+
+    #[test]
+    fn a_failure_over_by_the_read_is_told_in_order() {
+        // Crashed and restarted by systemd's Restart= while the loop was
+        // busy: the read saw it active, only the signals saw it fail.
+        let mut stream = unit("active", "running");
+        let mut table = unit("active", "running");
+        let changes = [
+            to("failed", "failed"),
+            to("activating", "auto-restart"),
+            to("activating", "start"),
+            to("active", "running"),
+        ];
+        assert_eq!(
+            stale_run(&mut stream, &mut table, &changes),
+            [
+                "failed/failed",
+                "activating/auto-restart",
+                "activating/start",
+                "active/running"
+            ]
+        );
+        assert!(table.is_active(), "back at the read's state");
+    }
+
+    #[test]
+    fn a_failure_the_read_caught_first_is_not_told_twice() {
+        let mut stream = unit("active", "running");
+        let mut table = unit("failed", "failed");
+        let told = stale_run(&mut stream, &mut table, &[to("failed", "failed")]);
+        assert_eq!(told, Vec::<String>::new());
+        assert!(
+            stream.is_failed(),
+            "the stream follows the signal all the same"
+        );
+    }
+
+    #[test]
+    fn serials_order_across_the_wrap() {
+        assert!(older(471, 473));
+        assert!(!older(478, 473));
+        assert!(!older(473, 473), "the same message is not older");
+        assert!(older(u32::MAX - 1, 2), "2 came after the wrap");
+        assert!(!older(2, u32::MAX - 1));
     }
 
     #[test]

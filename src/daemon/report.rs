@@ -9,13 +9,15 @@ use crate::checks::Status;
 /// Reads every watched unit: one ListUnitsByNames for all of them, plus
 /// `Result` for units that are down and `MemoryCurrent` for running units
 /// with memory thresholds. `prev` supplies what signals told us already.
+/// With the rows comes the serial of systemd's reply to the list, which
+/// signals sent before it are older than (`systemd::older`).
 pub async fn read_units(
     bus: &Systemd,
     config: &Config,
     prev: &UnitTable,
-) -> Result<Vec<(String, String, UnitStatus)>, SystemdError> {
+) -> Result<(Vec<(String, String, UnitStatus)>, u32), SystemdError> {
     let names: Vec<String> = config.units.iter().map(|u| u.name.to_string()).collect();
-    let listed = bus.list(&names).await?;
+    let (listed, serial) = bus.list(&names).await?;
     let mut out = Vec::with_capacity(listed.len());
     for l in listed {
         let wants_memory = config
@@ -43,7 +45,7 @@ pub async fn read_units(
         };
         out.push((l.name, l.path, status));
     }
-    Ok(out)
+    Ok((out, serial))
 }
 
 /// What a snapshot is made of.

@@ -234,6 +234,8 @@ impl Supervisor {
                 .unit(&name)
                 .emit(),
             }
+            #[cfg(feature = "test-hooks")]
+            self.test_late_read("test-late-read-restart", false).await;
         }
         self.persist();
         self.publish();

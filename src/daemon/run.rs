@@ -139,6 +139,8 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
                     sup.on_change(change).await;
                     if stream.as_ref().is_some_and(Signals::take_overflow) {
                         log::warn!("signal queue overflowed: re-reading every unit");
+                        // Signals were lost: the read is the stream's new start.
+                        sup.streamed.clear();
                         sup.sweep().await;
                     }
                 }

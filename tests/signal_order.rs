@@ -1,0 +1,130 @@
+//! Signals and full reads in systemd's order, in a real systemd 252 (see
+//! tests/harness). zbus queues signals apart from method replies, so a
+//! read can reach the supervisor ahead of signals systemd sent before it.
+//! A test hook (the `test-hooks` build, as scripts/test runs) holds the
+//! loop for 300 ms and then reads, to make that order on purpose:
+//! - after a restart, systemd's repeat of `failed` with the new job must
+//!   not become a second, spurious failure (seen in CI once in a while);
+//! - a crash that systemd's own `Restart=` undid before the read must
+//!   still be told, once, from the signals.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{field, Sandbox};
+
+fn events(sb: &Sandbox, kind: &str, unit: &str) -> Vec<String> {
+    sb.journal(&format!("UNITWATCH_EVENT={kind} UNITWATCH_UNIT={unit}"))
+        .iter()
+        .map(|e| field(e, "MESSAGE").to_string())
+        .collect()
+}
+
+fn hook_runs(sb: &Sandbox) -> usize {
+    sb.journal_text()
+        .matches("test hook: reading the units ahead of the queued signals")
+        .count()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs `cargo test --features test-hooks` (scripts/test)"
+)]
+fn a_read_ahead_of_the_restarts_signals_makes_no_second_failure() {
+    let sb = Sandbox::boot("order-restart");
+    sb.unit(
+        "worker.service",
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    sb.ok("systemctl start worker");
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"1s\"\n[backoff]\ninitial = \"1s\"\n\
+         [[unit]]\nname = \"worker.service\"\n",
+        "",
+    );
+    sb.write("/run/unitwatch/test-late-read-restart", "");
+    for round in 1..=2 {
+        sb.kill_main("worker.service");
+        sb.wait_for("the restart", Duration::from_secs(15), || {
+            (events(&sb, "unit-restarted", "worker.service").len() >= round).then_some(())
+        });
+        sb.wait_active("worker.service", Duration::from_secs(5));
+        sb.wait_for("the hook's read", Duration::from_secs(5), || {
+            (hook_runs(&sb) >= round).then_some(())
+        });
+        // The queued signals are taken in well within this.
+        std::thread::sleep(Duration::from_millis(1500));
+        let failed = events(&sb, "unit-failed", "worker.service");
+        assert_eq!(failed.len(), round, "{failed:?}\n{}", sb.journal_text());
+        assert!(
+            failed.iter().all(|m| m.contains("Result=signal")),
+            "a failure that is not a kill: {failed:?}"
+        );
+        assert_eq!(
+            events(&sb, "unit-recovered", "worker.service").len(),
+            round,
+            "{}",
+            sb.journal_text()
+        );
+        let b = sb.backoff_json();
+        let u = &b["units"]["worker.service"];
+        assert_eq!(u["restarts_total"], round, "{b}");
+        assert!(u["pending_restart_at"].is_null(), "a restart planned: {b}");
+    }
+    assert!(
+        !sb.journal_text()
+            .contains("planned restart of worker.service cancelled"),
+        "{}",
+        sb.journal_text()
+    );
+    assert_eq!(sb.status_json()["status"], "pass");
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs `cargo test --features test-hooks` (scripts/test)"
+)]
+fn a_crash_undone_before_the_read_is_still_told_once() {
+    let sb = Sandbox::boot("order-selfheal");
+    sb.unit(
+        "selfheal.service",
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\nRestart=always\nRestartSec=100ms\n",
+    );
+    sb.ok("systemctl start selfheal");
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"1s\"\n[[unit]]\nname = \"selfheal.service\"\n",
+        "",
+    );
+    sb.write("/run/unitwatch/test-late-read-signal", "");
+    sb.kill_main("selfheal.service");
+    sb.wait_for("the hook's read", Duration::from_secs(5), || {
+        (hook_runs(&sb) == 1).then_some(())
+    });
+    sb.wait_for("NRestarts=1", Duration::from_secs(5), || {
+        (sb.prop("selfheal.service", "NRestarts") == "1").then_some(())
+    });
+    sb.wait_active("selfheal.service", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1500));
+    // By the read (300 ms on), systemd had restarted it: only the signals
+    // saw the crash, and it is told as it would have been without the read.
+    let failed = events(&sb, "unit-failed", "selfheal.service");
+    assert_eq!(failed.len(), 1, "{failed:?}\n{}", sb.journal_text());
+    assert!(
+        failed[0].contains("systemd's Restart= is starting it again"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        events(&sb, "unit-recovered", "selfheal.service").len(),
+        1,
+        "{}",
+        sb.journal_text()
+    );
+    let b = sb.backoff_json();
+    let u = &b["units"]["selfheal.service"];
+    assert_eq!(u["systemd_restarts_total"], 1, "{b}");
+    assert_eq!(u["restarts_total"], 0, "{b}");
+    assert_eq!(events(&sb, "unit-restarted", "selfheal.service").len(), 0);
+}
