@@ -446,11 +446,13 @@ fn http_asks_the_server_to_close_unless_told_otherwise() {
     let body = format!(
         "[[check]]\ntype = \"http\"\nname = \"plain\"\nurl = \"http://127.0.0.1:{port}/ok?who=plain\"\n\
          [[check]]\ntype = \"http\"\nname = \"kept\"\nurl = \"http://127.0.0.1:{port}/ok?who=kept\"\n\
-         headers = {{ Connection = \"keep-alive\", X-Probe = \"1\" }}\n"
+         headers = {{ Connection = \"keep-alive\", X-Probe = \"1\" }}\n\
+         [[check]]\ntype = \"http\"\nname = \"followed\"\nurl = \"http://127.0.0.1:{port}/ok?who=followed\"\nfollow_redirects = true\n"
     );
     let (snap, _) = check(d.path(), &body);
     assert_eq!(result(&snap, "plain:http")["status"], "pass", "{snap:#}");
     assert_eq!(result(&snap, "kept:http")["status"], "pass", "{snap:#}");
+    assert_eq!(result(&snap, "followed:http")["status"], "pass", "{snap:#}");
     let log = std::fs::read_to_string(&srv.log).unwrap();
     let sent = |who: &str| -> serde_json::Value {
         log.lines()
@@ -464,6 +466,19 @@ fn http_asks_the_server_to_close_unless_told_otherwise() {
     // A configured Connection header wins, and is sent once.
     assert_eq!(sent("kept")["connection"], "keep-alive", "{log}");
     assert_eq!(sent("kept")["x-probe"], "1", "{log}");
+    // The plain transport (hyper's connection API) and reqwest (here for
+    // the redirects) send the same head.
+    for who in ["plain", "followed"] {
+        let h = sent(who);
+        assert_eq!(h["host"], format!("127.0.0.1:{port}"), "{who}: {log}");
+        assert_eq!(h["connection"], "close", "{who}: {log}");
+        assert_eq!(h["accept"], "*/*", "{who}: {log}");
+        assert_eq!(
+            h["user-agent"],
+            concat!("unitwatch/", env!("CARGO_PKG_VERSION")),
+            "{who}: {log}"
+        );
+    }
 }
 
 #[test]

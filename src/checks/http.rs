@@ -26,9 +26,12 @@ use crate::manual::KeyDoc;
 mod client;
 mod expect;
 mod judge;
+mod plain;
 
 pub use client::redact;
-use client::{cause, shared_client};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use client::shared_client;
+use plain::{fetch_plain, fetch_reqwest, Failed, Plain};
 use expect::{json_number, Expect};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -281,11 +284,14 @@ fn build(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> 
         .json_path
         .as_deref()
         .and_then(|p| expect::parse_path(p).ok());
+    // Parsed once here, not at every run (it showed in the profile);
+    // validation has already said what is wrong with a bad one.
+    let url = reqwest::Url::parse(&c.url).ok();
     Ok(How::Probe(Arc::new(HttpProbe {
         name: common.key(),
-        // Parsed once here, not at every run (it showed in the profile);
-        // validation has already said what is wrong with a bad one.
-        url: reqwest::Url::parse(&c.url).ok(),
+        plain: url.as_ref().and_then(|u| Plain::of(u, c.follow_redirects)),
+        url,
+        headers: fixed_headers(&c),
         shown_url: redact(&c.url),
         expect: c.expect_status.clone().unwrap_or_default(),
         regex,
@@ -295,9 +301,37 @@ fn build(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> 
     })))
 }
 
+/// The headers every run sends (but for the token, read at each run). A
+/// connection per run, as the pool keeps none: saying so lets the server
+/// close first, so the TIME_WAIT socket each run leaves behind (for a
+/// minute) is the server's, not one of this host's ports (6000 of them for
+/// 100 checks a second); Go's client, and so Prometheus' blackbox exporter,
+/// does the same. A configured Connection header wins.
+fn fixed_headers(c: &HttpCheckConfig) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("unitwatch/", env!("CARGO_PKG_VERSION"))),
+    );
+    h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    if !c.headers.keys().any(|k| k.eq_ignore_ascii_case("connection")) {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    for (k, v) in &c.headers {
+        // Validated when read: a bad one cannot be here.
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            h.insert(k, v);
+        }
+    }
+    h
+}
+
 pub struct HttpProbe {
     name: String,
     url: Option<reqwest::Url>,
+    /// The target for the plain transport, when it serves this URL.
+    plain: Option<Plain>,
+    headers: HeaderMap,
     shown_url: String,
     config: HttpCheckConfig,
     expect: Expect,
@@ -335,139 +369,88 @@ impl HttpProbe {
             .clone()
     }
 
+    /// The headers of a run: those fixed at build time, and the token,
+    /// read now (it may have been rotated).
+    async fn headers(&self) -> Result<HeaderMap, String> {
+        let mut h = self.headers.clone();
+        if let Some(p) = &self.config.token_file {
+            let t = tokio::fs::read_to_string(p)
+                .await
+                .map_err(|e| format!("cannot read token_file {}: {e}", p.display()))?;
+            let token = t.lines().next().unwrap_or_default().trim();
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| format!("token_file {}: not a valid token", p.display()))?;
+            value.set_sensitive(true);
+            h.insert(header::AUTHORIZATION, value);
+        }
+        Ok(h)
+    }
+
+    /// The answer's status code and certificate expiry, as measurements.
+    fn figures(&self, code: u16, not_after: Option<SystemTime>) -> Vec<Measurement> {
+        let mut out = vec![Measurement::new(STATUS_CODE.name, code as f64).label("check", &self.name)];
+        if let Some(t) = not_after {
+            let secs = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            out.push(Measurement::new(CERT_EXPIRY.name, secs).label("check", &self.name));
+        }
+        out
+    }
+
     async fn request(&self, ctx: &ProbeCtx) -> (Outcome, Option<Duration>, Vec<Measurement>) {
         let c = &self.config;
         let url = &self.shown_url;
         let within = fmt_duration(ctx.timeout);
-        let client = match self.client() {
-            Ok(cl) => cl,
+        let headers = match self.headers().await {
+            Ok(h) => h,
             Err(e) => return (Outcome::error(e), None, vec![]),
         };
-        let Some(target) = self.url.clone() else {
-            return (Outcome::error(format!("{url} is not a URL")), None, vec![]);
-        };
-        let mut req = match c.method {
-            Method::Get => client.get(target),
-            Method::Head => client.head(target),
-        };
-        // A connection per run, as the pool keeps none: saying so lets the
-        // server close first, so the TIME_WAIT socket each run leaves
-        // behind (for a minute) is the server's, not one of this host's
-        // ports (6000 of them for 100 checks a second); Go's client, and
-        // so Prometheus' blackbox exporter, does the same. A configured
-        // Connection header wins.
-        if !c.headers.keys().any(|k| k.eq_ignore_ascii_case("connection")) {
-            req = req.header(reqwest::header::CONNECTION, "close");
-        }
-        for (k, v) in &c.headers {
-            req = req.header(k, v);
-        }
-        if let Some(p) = &c.token_file {
-            match tokio::fs::read_to_string(p).await {
-                Ok(t) => {
-                    let token = t.lines().next().unwrap_or_default().trim().to_string();
-                    let mut value =
-                        match axum::http::HeaderValue::from_str(&format!("Bearer {token}")) {
-                            Ok(v) => v,
-                            Err(_) => {
-                                return (
-                                    Outcome::error(format!(
-                                        "token_file {}: not a valid token",
-                                        p.display()
-                                    )),
-                                    None,
-                                    vec![],
-                                )
-                            }
-                        };
-                    value.set_sensitive(true);
-                    req = req.header(reqwest::header::AUTHORIZATION, value);
-                }
-                Err(e) => {
-                    return (
-                        Outcome::error(format!("cannot read token_file {}: {e}", p.display())),
-                        None,
-                        vec![],
-                    )
-                }
-            }
-        }
+        let head = c.method == Method::Head;
+        let cap = c.max_body.0 as usize;
         let t0 = Instant::now();
-        let mut resp = match tokio::time::timeout_at(ctx.deadline, req.send()).await {
-            Err(_) => {
+        let fetched = match &self.plain {
+            Some(p) => fetch_plain(p, head, headers, cap, ctx.deadline).await,
+            None => {
+                let client = match self.client() {
+                    Ok(cl) => cl,
+                    Err(e) => return (Outcome::error(e), None, vec![]),
+                };
+                let Some(target) = self.url.clone() else {
+                    return (Outcome::error(format!("{url} is not a URL")), None, vec![]);
+                };
+                let req = match c.method {
+                    Method::Get => client.get(target),
+                    Method::Head => client.head(target),
+                };
+                fetch_reqwest(req.headers(headers), head, cap, ctx.deadline).await
+            }
+        };
+        let f = match fetched {
+            Ok(f) => f,
+            Err(Failed::TimedOut) => {
                 return (
                     Outcome::error(format!("no answer from {url} within {within} (timed out)")),
                     None,
                     vec![],
                 )
             }
-            Ok(Err(e)) => {
-                let what = if e.is_connect() {
-                    "cannot connect to"
-                } else {
-                    "request to"
+            Err(Failed::Send { connect, why }) => {
+                let what = if connect { "cannot connect to" } else { "request to" };
+                return (Outcome::error(format!("{what} {url} failed: {why}")), None, vec![]);
+            }
+            Err(Failed::Body { code, not_after, why }) => {
+                let msg = match why {
+                    None => format!("HTTP {code} from {url}, but the body did not arrive within {within} (timed out)"),
+                    Some(why) => format!("HTTP {code} from {url}, reading the body failed: {why}"),
                 };
-                return (
-                    Outcome::error(format!("{what} {url} failed: {}", cause(e))),
-                    None,
-                    vec![],
-                );
+                return (Outcome::error(msg), None, self.figures(code, not_after));
             }
-            Ok(Ok(r)) => r,
         };
-        let code = resp.status().as_u16();
-        let mut extra =
-            vec![Measurement::new(STATUS_CODE.name, code as f64).label("check", &self.name)];
-        let not_after = resp
-            .extensions()
-            .get::<reqwest::tls::TlsInfo>()
-            .and_then(|i| i.peer_certificate())
-            .and_then(expect::cert_not_after);
-        if let Some(t) = not_after {
-            let secs = t
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64();
-            extra.push(Measurement::new(CERT_EXPIRY.name, secs).label("check", &self.name));
-        }
-        // The body, up to max_body; what lies past it is never read.
-        let mut body = Vec::new();
-        let mut cut = false;
-        if c.method == Method::Get {
-            let cap = c.max_body.0 as usize;
-            loop {
-                match tokio::time::timeout_at(ctx.deadline, resp.chunk()).await {
-                    Err(_) => {
-                        return (
-                            Outcome::error(format!(
-                                "HTTP {code} from {url}, but the body did not arrive within {within} (timed out)"
-                            )),
-                            None,
-                            extra,
-                        )
-                    }
-                    Ok(Err(e)) => {
-                        return (
-                            Outcome::error(format!("HTTP {code} from {url}, reading the body failed: {}", cause(e))),
-                            None,
-                            extra,
-                        )
-                    }
-                    Ok(Ok(None)) => break,
-                    Ok(Ok(Some(chunk))) => {
-                        let room = cap - body.len();
-                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                        if chunk.len() >= room {
-                            cut = true;
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        drop(resp);
         let took = t0.elapsed();
-        let (o, json) = self.judge(code, &body, cut, took, not_after, ctx.now);
+        let mut extra = self.figures(f.code, f.not_after);
+        let (o, json) = self.judge(f.code, &f.body, f.cut, took, f.not_after, ctx.now);
         if let Some(v) = json {
             extra.push(Measurement::new(JSON_VALUE.name, v).label("check", &self.name));
         }

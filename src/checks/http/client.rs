@@ -61,9 +61,13 @@ pub(super) fn shared_client(ca: Option<&[u8]>, follow: bool) -> Result<reqwest::
 
 /// The causes of a reqwest error, without the URL (it may hold secrets).
 pub(super) fn cause(e: reqwest::Error) -> String {
-    let e = e.without_url();
+    causes(&e.without_url())
+}
+
+/// An error and its sources, each said once.
+pub(super) fn causes(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
-    let mut src = std::error::Error::source(&e);
+    let mut src = e.source();
     while let Some(s) = src {
         let t = s.to_string();
         if !parts.iter().any(|p| p.contains(&t)) {
