@@ -252,10 +252,25 @@ pub fn footprint(export: Export) -> (u64, serde_json::Value) {
             pct(k)
         );
         println!(
-            "   target: RSS <= 12 MB and CPU <= 2 % of a core: {}",
-            verdict(rss <= 12 * 1024 && cpu <= 2.0 && all_pass)
+            "   target: RSS <= 12 MB: {}",
+            verdict(rss <= 12 * 1024 && all_pass)
         );
-        match floor.flatten() {
+        let floor = floor.flatten();
+        // The 2 % counts the kernel's work for the connections
+        // too: said as it is, with the floor beside it when the floor
+        // alone is over it.
+        let floor_pct = floor.map(|(fu, fk, _)| pct(fu + fk));
+        println!(
+            "   target: CPU <= 2 % of a core, all of it: {}{}",
+            verdict(cpu <= 2.0 && all_pass),
+            match floor_pct {
+                Some(b) if b > 2.0 => format!(
+                    " (the floor alone, below, is {b:.2} %: no prober can meet it on this machine)"
+                ),
+                _ => String::new(),
+            }
+        );
+        match floor {
             Some((fu, fk, failed)) => {
                 let bare = pct(fu + fk);
                 println!(

@@ -26,12 +26,12 @@ use crate::manual::KeyDoc;
 mod client;
 mod expect;
 mod judge;
-mod plain;
+mod transport;
 
 pub use client::redact;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use client::shared_client;
-use plain::{fetch_plain, fetch_reqwest, Failed, Plain};
+use transport::{fetch_plain, fetch_reqwest, Failed, Plain};
 use expect::{json_number, Expect};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
