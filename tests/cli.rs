@@ -97,7 +97,11 @@ fn config_check_exit_codes_and_messages() {
         d.path(),
         "[[unit]]\nname = \"a.service\"\n[[unit]]\nname = \"b.service\"\nrestart = false\n",
     );
-    let watches = |u: &str| unitwatchd(&cfg, &["config", "watches", u]).status.code();
+    let watches = |u: &str| {
+        unitwatchd(&cfg, &["config", "watches", "--", u])
+            .status
+            .code()
+    };
     assert_eq!(watches("a.service"), Some(0));
     assert_eq!(
         watches("b.service"),
@@ -105,6 +109,13 @@ fn config_check_exit_codes_and_messages() {
         "watch-only units are not restartable"
     );
     assert_eq!(watches("c.service"), Some(1));
+    // A unit name that looks like a flag is a name after "--" (the rule
+    // passes one): not watched. Without it, clap takes "-h" for --help,
+    // exits 0, and the rule would allow the unit.
+    assert_eq!(watches("-h.service"), Some(1));
+    assert_eq!(watches("-.mount"), Some(1));
+    let bare = unitwatchd(&cfg, &["config", "watches", "-h.service"]);
+    assert_eq!(bare.status.code(), Some(0), "the hazard the \"--\" closes");
 
     let out = unitwatchd(&d.path().join("missing.toml"), &["config", "check"]);
     assert_eq!(out.status.code(), Some(78));

@@ -762,7 +762,10 @@ fn runs_unprivileged_and_polkit_allows_only_the_watched_units() {
     sb.unit("victim.service", VICTIM);
     sb.unit("bystander.service", VICTIM);
     sb.unit("watchonly.service", VICTIM);
-    sb.ok("systemctl start victim bystander watchonly");
+    // A name the help flag's parser would take: without the rule's "--",
+    // polkit allowed it (`config watches -h.service` is --help, exit 0).
+    sb.unit("-h.service", VICTIM);
+    sb.ok("systemctl start victim bystander watchonly -- -h.service");
     sb.start_unitwatch(
         &config(
             "",
@@ -793,6 +796,11 @@ fn runs_unprivileged_and_polkit_allows_only_the_watched_units() {
     for (cmd, why) in [
         ("restart bystander.service", "a unit not in the config"),
         ("restart watchonly.service", "a watch-only unit"),
+        ("restart -- -h.service", "a unit whose name starts with -h"),
+        (
+            "reset-failed -- -h.service",
+            "a unit whose name starts with -h",
+        ),
         (
             "stop victim.service",
             "a verb other than start/restart/reset-failed",
