@@ -136,16 +136,25 @@ pub struct HttpCli {
 }
 
 /// `config watches UNIT`: is UNIT named with `restart = true` in the file?
-/// Read leniently (see [`crate::config::restartable_units`]).
-pub fn watches(path: &Path, unit: &str) -> Result<bool, crate::config::ConfigError> {
+/// Read leniently (see [`crate::config::restartable_units`]). The polkit
+/// rule asks with whatever unit name a request carries, so a name that is
+/// not one systemd would accept is refused before the file is read: it
+/// says why, and is not watched.
+pub fn watches(
+    path: &Path,
+    unit: &str,
+) -> Result<Result<bool, String>, crate::config::ConfigError> {
+    if let Err(why) = crate::config::UnitName::parse(unit) {
+        return Ok(Err(why));
+    }
     let text =
         std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-    Ok(crate::config::restartable_units(&text, path)?
+    Ok(Ok(crate::config::restartable_units(&text, path)?
         .iter()
-        .any(|u| u.as_str() == unit))
+        .any(|u| u.as_str() == unit)))
 }
 
 /// `alert test`: the report, and whether every channel took its alert.

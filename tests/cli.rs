@@ -114,6 +114,22 @@ fn config_check_exit_codes_and_messages() {
     // exits 0, and the rule would allow the unit.
     assert_eq!(watches("-h.service"), Some(1));
     assert_eq!(watches("-.mount"), Some(1));
+    // Not a name systemd accepts: refused, and said why.
+    for bad in [
+        "--config=/tmp/x.toml",
+        "a.service;b",
+        "a b.service",
+        "",
+        "nosuffix",
+    ] {
+        let out = unitwatchd(&cfg, &["config", "watches", "--", bad]);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        assert!(
+            text(&out.stderr).contains("not watched: unit name"),
+            "{bad:?}: {}",
+            text(&out.stderr)
+        );
+    }
     let bare = unitwatchd(&cfg, &["config", "watches", "-h.service"]);
     assert_eq!(bare.status.code(), Some(0), "the hazard the \"--\" closes");
 

@@ -429,6 +429,35 @@ fn install_upgrade_purge() {
     sb.wait_for("/health 200 after upgrade", Duration::from_secs(10), || {
         (sb.curl("http://127.0.0.1:8080/health").0 == 200).then_some(())
     });
+    // Unit names shaped like options, which systemd accepts: this
+    // version's rule passes them after "--", so none is read as a flag
+    // (`-h` and `-V` exit 0, as --help and --version, which allowed them:
+    // with the previous release's rule, -hostile.service was allowed).
+    let hostile = [
+        "-hostile.service",
+        "-V.service",
+        "--help.service",
+        "--config.service",
+    ];
+    for name in hostile {
+        sb.unit(name, "[Service]\nExecStart=/bin/sleep infinity\n");
+    }
+    for name in hostile {
+        let out = as_unitwatch(&format!("systemctl --no-ask-password start -- {name}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: allowed");
+        assert!(
+            err.contains("Access denied") || err.contains("Interactive authentication required"),
+            "{name}: {err}"
+        );
+        assert_eq!(sb.prop(name, "ActiveState"), "inactive", "{name}");
+    }
+    // The watched unit is still allowed.
+    assert!(
+        as_unitwatch("systemctl --no-ask-password restart -- worker.service")
+            .status
+            .success()
+    );
 
     // Idempotent: the same version again (dpkg runs every script anew).
     sb.ok(&format!("dpkg -i {new_in}"));

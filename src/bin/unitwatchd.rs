@@ -86,7 +86,11 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Watches { unit },
         } => match unitwatch::cli::watches(&cli.config, &unit) {
-            Ok(yes) => i32::from(!yes),
+            Ok(Ok(yes)) => i32::from(!yes),
+            Ok(Err(why)) => {
+                eprintln!("unitwatchd: not watched: {why}");
+                1
+            }
             Err(e) => {
                 eprintln!("unitwatchd: {e}");
                 EXIT_CONFIG

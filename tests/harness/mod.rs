@@ -345,7 +345,7 @@ impl Sandbox {
     }
 
     pub fn prop(&self, unit: &str, prop: &str) -> String {
-        self.sh_out(&format!("systemctl show -p {prop} --value {unit}"))
+        self.sh_out(&format!("systemctl show -p {prop} --value -- {unit}"))
             .trim()
             .to_string()
     }
