@@ -806,12 +806,9 @@ fn runs_unprivileged_and_polkit_allows_only_the_watched_units() {
             "a verb other than start/restart/reset-failed",
         ),
     ] {
-        let out = as_unitwatch(&format!("systemctl --no-ask-password {cmd}"));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{why}: allowed");
-        assert!(
-            err.contains("Access denied") || err.contains("authentication required"),
-            "{why}: {err}"
+        harness::assert_refused_by_polkit(
+            &as_unitwatch(&format!("systemctl --no-ask-password {cmd}")),
+            why,
         );
     }
     assert_eq!(sb.prop("victim.service", "ActiveState"), "active");

@@ -517,6 +517,17 @@ impl Summary {
 }
 
 /// A benchmark's verdict on a target.
+/// Fails the test unless `out`, a systemctl run, was refused by polkit
+/// (and not failed for another reason, such as a unit that is missing).
+pub fn assert_refused_by_polkit(out: &Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: allowed");
+    assert!(
+        err.contains("Access denied") || err.contains("authentication required"),
+        "{what}: refused, but not by polkit: {err}"
+    );
+}
+
 pub fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
