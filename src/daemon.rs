@@ -7,10 +7,12 @@
 //! HTTP, commands) run on tasks of their own and their results arrive here
 //! as messages (checks.rs), so none of them can delay a failure's handling.
 //!
-//! This file holds the [`Supervisor`]'s state and its reactions to what
-//! systemd says (transitions, sweeps, publishing); checks.rs the checks'
-//! results, restart.rs the restarts, reload.rs what SIGHUP does, report.rs
-//! the snapshot and the check events, run.rs the loop itself.
+//! This file holds the [`Supervisor`]'s state and its reactions to a unit's
+//! moves (transitions, sweeps, publishing); observe.rs what systemd says
+//! (the connection, reads and signals), checks_run.rs the checks' results,
+//! restart.rs the restarts, reload.rs what SIGHUP does, report.rs the
+//! snapshot and the check events, run.rs the loop itself, hooks.rs the
+//! test builds' hooks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -33,6 +35,9 @@ use crate::telemetry::{Settings, Telemetry, TelemetryError};
 use crate::units::{UnitStatus, UnitTable};
 
 mod checks_run;
+#[cfg(feature = "test-hooks")]
+mod hooks;
+mod observe;
 mod reload;
 mod report;
 mod restart;
@@ -135,8 +140,9 @@ pub struct Supervisor {
     /// connection: a signal sent before it carries older state than the
     /// table holds and is not applied (`systemd::older`).
     listed_serial: Option<u32>,
-    /// Each unit as the signals alone have shown it, to tell whether a
-    /// signal older than the last read is news (`Change::skipped_move`).
+    /// Where the signals alone had a unit when a read moved it ahead of
+    /// them, to tell whether a signal older than the read is news
+    /// (`Change::skipped_move`); no entry: they agree with the table.
     streamed: HashMap<String, UnitStatus>,
     store: BackoffStore,
     dirty: bool,
@@ -215,96 +221,6 @@ impl Supervisor {
             .iter()
             .map(|u| u.name.to_string())
             .collect()
-    }
-
-    /// Connects and subscribes; on failure records why and returns None.
-    async fn connect(&mut self) -> Option<Signals> {
-        log::debug!("connecting to systemd over D-Bus");
-        let attempt = async {
-            // Bounded: the loop must keep sweeping (and pinging the watchdog)
-            // while a restarting dbus-daemon leaves the socket unanswered.
-            let bus = Systemd::connect_timeout(CONNECT_TIMEOUT).await?;
-            let stream = bus.subscribe().await?;
-            Ok::<_, SystemdError>((bus, stream))
-        };
-        match attempt.await {
-            Ok((bus, stream)) => {
-                if self.bus_error.as_deref() != Some("not connected yet") {
-                    Event::new(
-                        Kind::SystemdReconnected,
-                        Severity::Info,
-                        "reconnected to systemd over D-Bus",
-                    )
-                    .emit();
-                }
-                self.bus = Some(bus);
-                self.bus_error = None;
-                // Serials are per connection of systemd's: start afresh.
-                self.listed_serial = None;
-                self.streamed.clear();
-                Some(stream)
-            }
-            Err(e) => {
-                let first = self.bus_error.as_deref() == Some("not connected yet");
-                let msg = e.to_string();
-                if first || self.bus_error.as_deref() != Some(msg.as_str()) {
-                    Event::new(
-                        Kind::SystemdUnreachable,
-                        Severity::Error,
-                        format!("cannot reach systemd: {msg}"),
-                    )
-                    .emit();
-                }
-                self.bus_error = Some(msg);
-                None
-            }
-        }
-    }
-
-    /// The bus went away: unit checks say so until it is back.
-    fn lost_bus(&mut self, why: &str) {
-        if self.bus.take().is_some() {
-            Event::new(
-                Kind::SystemdUnreachable,
-                Severity::Error,
-                format!("lost the connection to systemd: {why}; reconnecting"),
-            )
-            .emit();
-        }
-        self.bus_error = Some(format!("lost the connection to systemd: {why}"));
-        self.run_checks(None);
-        self.publish();
-    }
-
-    /// Re-reads every watched unit and handles whatever moved since the
-    /// last look (a signal may have been missed, or this is the first look).
-    async fn refresh_units(&mut self) -> Result<(), SystemdError> {
-        let Some(bus) = &self.bus else {
-            return Ok(());
-        };
-        let (fresh, serial) = read_units(bus, &self.config, &self.units).await?;
-        self.listed_serial = Some(serial);
-        // The whole table is updated before any reaction, so that checks
-        // run during a reaction see every unit's current state.
-        let mut moved = Vec::new();
-        for (name, path, status) in fresh {
-            self.by_path.insert(path.clone(), name.clone());
-            self.paths.insert(name.clone(), path);
-            let changed = self.units.get(&name).is_none_or(|p| {
-                (&p.active_state, &p.sub_state) != (&status.active_state, &status.sub_state)
-            });
-            if !status.is_failed() {
-                self.restarting.remove(&name);
-            }
-            let prev = self.units.insert(name.clone(), status);
-            if changed {
-                moved.push((name, prev));
-            }
-        }
-        for (name, prev) in moved {
-            self.on_transition(&name, prev).await;
-        }
-        Ok(())
     }
 
     /// A unit's ActiveState or SubState changed (or was seen the first time).
@@ -473,110 +389,6 @@ impl Supervisor {
         for name in self.unit_names() {
             self.supervise_unit(&name, now).await;
         }
-        self.persist();
-        self.publish();
-    }
-
-    /// Test builds only: a file `test-hang-sweep` in the runtime directory
-    /// makes this sweep wait forever, without blocking the thread, so the
-    /// runtime and its other tasks (the OTLP export, alert workers) go on.
-    /// The watchdog test proves that the pings stop all the same, which
-    /// `kill -STOP` (every thread frozen) could not. The file is removed,
-    /// so the daemon that systemd starts next runs normally.
-    #[cfg(feature = "test-hooks")]
-    async fn test_hang(&self) {
-        let trigger = self.config.daemon.runtime_dir.join("test-hang-sweep");
-        if std::fs::remove_file(&trigger).is_ok() {
-            log::warn!("test hook: this sweep never completes");
-            std::future::pending::<()>().await;
-        }
-    }
-
-    /// Test builds only: while a file `trigger` is in the runtime
-    /// directory, waits 300 ms without taking a signal, then reads every
-    /// unit, so that the read's state is newer than the signals that wait
-    /// in the queue (the order that, once in a while, made a spurious
-    /// failure in CI). `once` removes the file. Called at a restart
-    /// (`test-late-read-restart`, kept) and before a signal is handled
-    /// (`test-late-read-signal`, used once).
-    #[cfg(feature = "test-hooks")]
-    async fn test_late_read(&mut self, trigger: &str, once: bool) {
-        let trigger = self.config.daemon.runtime_dir.join(trigger);
-        let present = if once {
-            std::fs::remove_file(&trigger).is_ok()
-        } else {
-            trigger.exists()
-        };
-        if present {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            log::info!("test hook: reading the units ahead of the queued signals");
-            if let Err(e) = self.refresh_units().await {
-                self.lost_bus(&e.to_string());
-            }
-        }
-    }
-
-    /// Handles one unit property change from a signal.
-    async fn on_change(&mut self, change: Change) {
-        let Some(name) = self.by_path.get(&change.path).cloned() else {
-            return;
-        };
-        #[cfg(feature = "test-hooks")]
-        self.test_late_read("test-late-read-signal", true).await;
-        if self
-            .listed_serial
-            .is_some_and(|listed| crate::systemd::older(change.serial, listed))
-        {
-            self.on_stale_change(&name, &change).await;
-            return;
-        }
-        let Some(status) = self.units.get_mut(&name) else {
-            return;
-        };
-        let prev = status.clone();
-        let moved = change.apply(status);
-        self.streamed.insert(name.clone(), status.clone());
-        if moved {
-            // systemd moved the unit: a restart job in flight has run.
-            self.restarting.remove(&name);
-            self.on_transition(&name, Some(prev)).await;
-            self.persist();
-            self.publish();
-        }
-    }
-
-    /// A change systemd sent before the last full read, whose newer state
-    /// the table holds. Applied over the read it would take the unit back
-    /// in time, so it is held to the unit as the signals alone have shown
-    /// it (`Change::skipped_move`). No news (systemd repeats `failed` around
-    /// a `RestartUnit`) is dropped. A move the read skipped over (a crash
-    /// that systemd's `Restart=` had undone by the read) is told as if the
-    /// read had not been: the table follows the signals from there, and
-    /// the stale signals after it lead back to the read's state.
-    async fn on_stale_change(&mut self, name: &str, change: &Change) {
-        let Some(read) = self.units.get(name).cloned() else {
-            return;
-        };
-        let stream = self
-            .streamed
-            .entry(name.to_string())
-            .or_insert_with(|| read.clone());
-        let Some((from, moved)) = change.skipped_move(stream, &read) else {
-            log::debug!(
-                "{name}: signal {} is older than the last read and not news",
-                change.serial
-            );
-            return;
-        };
-        log::debug!(
-            "{name}: signal {} is older than the last read, which skipped {}/{}",
-            change.serial,
-            moved.active_state,
-            moved.sub_state
-        );
-        self.units.insert(name.to_string(), moved);
-        self.restarting.remove(name);
-        self.on_transition(name, Some(from)).await;
         self.persist();
         self.publish();
     }

@@ -139,9 +139,9 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
                     sup.on_change(change).await;
                     if stream.as_ref().is_some_and(Signals::take_overflow) {
                         log::warn!("signal queue overflowed: re-reading every unit");
+                        sup.sweep().await;
                         // Signals were lost: the read is the stream's new start.
                         sup.streamed.clear();
-                        sup.sweep().await;
                     }
                 }
                 None => { stream = None; sup.lost_bus("the bus closed the connection"); }

@@ -36,8 +36,9 @@ pub(super) fn shared_client(ca: Option<&[u8]>, follow: bool) -> Result<reqwest::
     if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
         return Ok(c.clone());
     }
+    // (The User-Agent, like the rest of the head, comes with each request:
+    // http.rs `fixed_headers`, shared with the plain transport.)
     let mut b = reqwest::Client::builder()
-        .user_agent(concat!("unitwatch/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(0)
         .tls_info(true)
         .redirect(if follow {

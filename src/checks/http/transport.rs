@@ -203,15 +203,12 @@ pub(super) async fn fetch_plain(
     // The connection is driven beside the request, in this future: when
     // the run ends (answered, failed or past its deadline) it is dropped
     // and its socket closed, with no task left waiting on a silent server.
-    tokio::pin!(work, conn);
-    let mut conn_done = false;
-    loop {
-        tokio::select! {
-            r = &mut work => return r,
-            // Its end or error also reaches the request's side, which
-            // then says so; the deadline bounds this loop there.
-            _ = &mut conn, if !conn_done => conn_done = true,
-        }
+    tokio::pin!(work);
+    tokio::select! {
+        r = &mut work => r,
+        // Its end or error also reaches the request's side, which then
+        // says so (within the run's deadline).
+        _ = conn => work.await,
     }
 }
 
