@@ -99,8 +99,8 @@ fn render() {
     std::fs::write(&path, big_snapshot()).unwrap();
     let r = source::load(&path, "bench");
     let snap = r.snapshot.as_ref().expect("snapshot parses");
-    let (_, om) = r.metrics.scrape(true, Some(1.0));
-    let (_, text) = r.metrics.scrape(false, Some(1.0));
+    let (_, om) = r.metrics.scrape(true, metrics::PerScrape::aged(1.0));
+    let (_, text) = r.metrics.scrape(false, metrics::PerScrape::aged(1.0));
     println!(
         "\n== render, {} checks ({} KiB status.json; /metrics {} KiB, {} series)",
         snap.checks.len(),
@@ -128,13 +128,13 @@ fn render() {
     stats(
         "per scrape: /metrics, Prometheus text",
         time_ms(1000, || {
-            std::hint::black_box(r.metrics.scrape(false, Some(1.0)));
+            std::hint::black_box(r.metrics.scrape(false, metrics::PerScrape::aged(1.0)));
         }),
     );
     stats(
         "per scrape: /metrics, OpenMetrics",
         time_ms(1000, || {
-            std::hint::black_box(r.metrics.scrape(true, Some(1.0)));
+            std::hint::black_box(r.metrics.scrape(true, metrics::PerScrape::aged(1.0)));
         }),
     );
     stats(

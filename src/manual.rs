@@ -217,7 +217,8 @@ pub fn unitwatch_http_page() -> std::io::Result<Vec<u8>> {
     items(&mut r, crate::http::ENDPOINTS);
     paragraphs(&mut r, &[
         "When the snapshot is missing, unreadable, or older than 3 sweep intervals (the daemon is dead or hung), every health endpoint answers 503 with status fail and says why in output.",
-        "A request line or headers over 16 KiB get 431, garbage gets 400, a wrong method 405, an unknown path 404. A client that has not sent its headers within 10 s is disconnected; at most 1,024 connections are served at once.",
+        "A request line or headers over 16 KiB get 431, garbage gets 400, a wrong method 405, an unknown path 404. A client that has not sent its headers within 10 s is disconnected.",
+        "At most 1,024 connections are served at once, and at most 256 from one peer (an IPv4 address, or an IPv6 /64). A new connection is always accepted: over either limit, the connection that has waited longest for its next request (the same peer's, for the per-peer limit) is closed to make room, so a slowloris or a flood cannot keep /health from a new client. A connection inside a request is never closed for it. The cap is lowered, with a warning, when LimitNOFILE leaves no room for it; the shipped unit sets 4096. /metrics counts what was closed (unitwatch_http_connections_shed_total).",
         "With [http] token_file set, every endpoint but /health wants Authorization: Bearer TOKEN, else 401.",
     ]);
     section(&mut r, "SOCKET ACTIVATION");

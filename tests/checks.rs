@@ -83,7 +83,8 @@ fn measurement(r: &Value, name: &str) -> Option<f64> {
 /// checked by promtool.
 fn metrics_of(snap: &Value) -> String {
     let s: unitwatch::snapshot::Snapshot = serde_json::from_value(snap.clone()).unwrap();
-    let (_, text) = unitwatch::http::metrics::Exposition::new(Some(&s)).scrape(false, Some(1.0));
+    let now = unitwatch::http::metrics::PerScrape::aged(1.0);
+    let (_, text) = unitwatch::http::metrics::Exposition::new(Some(&s)).scrape(false, now);
     harness::promtool_check(text.as_bytes());
     text
 }

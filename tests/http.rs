@@ -7,7 +7,6 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use unitwatch::http::{self, source};
@@ -97,12 +96,16 @@ fn start_capped(token: Option<&str>, cap: usize) -> Server {
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
     let src = source::Source::new(source::load(&status, "testhost"));
-    let router = http::router(src.clone(), token.map(str::as_bytes));
+    let conns = http::conns::Conns::new(http::conns::Limits {
+        total: cap,
+        per_peer: cap,
+    });
+    let router = http::router(src.clone(), token.map(str::as_bytes), conns.clone());
     let path = status.clone();
     rt.spawn(async move {
         let l = tokio::net::TcpListener::from_std(std_listener).unwrap();
         tokio::spawn(source::watch(path, "testhost".into(), src));
-        http::serve(l, router, Arc::new(tokio::sync::Semaphore::new(cap))).await
+        http::serve(l, router, conns).await
     });
     Server {
         addr,
@@ -434,39 +437,43 @@ fn slow_and_idle_clients_cost_the_others_nothing_and_are_closed() {
     }
 }
 
-/// The connection cap: with every permit held, a new client is not served
-/// (it waits in the backlog) until a held connection goes.
+/// The connection cap: with every slot held by clients dribbling their
+/// headers, a new client is served at once, and the one that has waited
+/// longest for its request is closed to make room for it, not another.
+/// (The attacks themselves, at the real cap: tests/http_hostile.rs.)
 #[test]
-fn connections_beyond_the_cap_wait_until_one_is_freed() {
+fn at_the_cap_a_new_client_is_served_and_the_longest_waiting_goes() {
     let cap = 8;
     let s = start_capped(None, cap);
     // Fresh for the whole test (stale after three intervals).
     s.publish(&snapshot("pass", SystemTime::now(), 60_000));
-    let mut held: Vec<TcpStream> = (0..cap).map(|_| dribbler(&s)).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let mut waiting = TcpStream::connect(s.addr).unwrap();
-    waiting
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    waiting
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
+    let mut held: Vec<TcpStream> = Vec::new();
+    for _ in 0..cap {
+        held.push(dribbler(&s));
+        // Each waits a little less than the one before.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let t = std::time::Instant::now();
+    let r = s.get("/health");
+    assert_eq!(r.code, 200);
     assert!(
-        waiting.read(&mut buf).is_err(),
-        "served beyond the cap of {cap}"
+        t.elapsed() < Duration::from_secs(1),
+        "served beyond the cap after {:?}",
+        t.elapsed()
     );
-    // One held connection goes: the waiting client is served.
-    drop(held.pop());
-    waiting
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let n = waiting.read(&mut buf).unwrap();
+    // The oldest was closed; the others are still held.
+    let oldest = held.remove(0);
     assert!(
-        buf[..n].starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&buf[..n])
+        closed_within(oldest, Duration::from_secs(2)).is_some(),
+        "the longest-waiting connection was not closed"
     );
+    for (i, c) in held.into_iter().enumerate() {
+        assert!(
+            closed_within(c, Duration::from_millis(200)).is_none(),
+            "held connection {} was closed too",
+            i + 1
+        );
+    }
 }
 
 #[test]

@@ -77,6 +77,13 @@ fn health_follows_a_killed_unit_and_metrics_pass_promtool() {
         "{metrics}"
     );
     assert!(metrics.contains("unitwatch_disk_used_ratio{path=\"/\"} 0."));
+    // The unit's LimitNOFILE leaves room for the whole connection cap
+    // (systemd's default soft limit of 1,024 would lower it).
+    assert!(
+        metrics.contains("\nunitwatch_http_max_connections 1024.0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nunitwatch_http_max_peer_connections 256.0\n"));
     harness::promtool_check(format!("{metrics}\n").as_bytes());
 
     // A dead daemon: the snapshot goes stale, /health says so.

@@ -329,17 +329,77 @@ fn encode(reg: &Registry) -> String {
     out
 }
 
-/// The per-scrape families (the snapshot's age) plus the end marker,
-/// appended to the rendered exposition.
-pub fn finish(rendered: &str, age_seconds: Option<f64>) -> String {
+/// What is measured at scrape time rather than read from the snapshot.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerScrape {
+    /// The snapshot's age, when there is one.
+    pub age_seconds: Option<f64>,
+    /// unitwatch-http's own connections, when it serves the scrape.
+    pub conns: Option<(super::conns::Limits, super::conns::Stats)>,
+}
+
+impl PerScrape {
+    /// A snapshot `age_seconds` old, no server's connections.
+    pub fn aged(age_seconds: f64) -> Self {
+        PerScrape {
+            age_seconds: Some(age_seconds),
+            conns: None,
+        }
+    }
+}
+
+/// The per-scrape families (the snapshot's age, unitwatch-http's
+/// connections) plus the end marker, appended to the rendered exposition.
+pub fn finish(rendered: &str, now: PerScrape) -> String {
     let mut reg = Registry::default();
-    if let Some(age) = age_seconds {
+    if let Some(age) = now.age_seconds {
         gauge(
             &mut reg,
             "unitwatch_snapshot_age_seconds",
             "Seconds since unitwatchd last wrote its status snapshot, at scrape time",
         )
         .set(age);
+    }
+    if let Some((limits, st)) = now.conns {
+        gauge(
+            &mut reg,
+            "unitwatch_http_open_connections",
+            "Connections unitwatch-http holds open, this scrape's among them",
+        )
+        .set(st.open as f64);
+        gauge(
+            &mut reg,
+            "unitwatch_http_max_connections",
+            "Connections unitwatch-http serves at once; over it, the one waiting longest for a request is closed",
+        )
+        .set(limits.total as f64);
+        gauge(
+            &mut reg,
+            "unitwatch_http_max_peer_connections",
+            "Connections one peer (an IPv4 address or an IPv6 /64) holds at most",
+        )
+        .set(limits.per_peer as f64);
+        let shed = counter_family(
+            &mut reg,
+            "unitwatch_http_connections_shed",
+            "Connections closed to make room for a new one: reason peer_share (the same peer's) or cap (anyone's)",
+        );
+        shed.get_or_create(&vec![("reason", "peer_share".to_string())])
+            .inc_by(st.shed_peer_share);
+        shed.get_or_create(&vec![("reason", "cap".to_string())])
+            .inc_by(st.shed_cap);
+        counter(
+            &mut reg,
+            "unitwatch_http_connections_refused",
+            "New connections closed at once because every held one was inside a request",
+            st.refused,
+        );
+        counter(
+            &mut reg,
+            "unitwatch_http_accept_errors",
+            "Failed accepts (out of file descriptors and the like)",
+            st.accept_errors,
+        );
     }
     let mut out = String::with_capacity(rendered.len() + 256);
     out.push_str(rendered);
@@ -409,11 +469,11 @@ impl Exposition {
     }
 
     /// The body and its content type, for a scrape now.
-    pub fn scrape(&self, openmetrics: bool, age_seconds: Option<f64>) -> (&'static str, String) {
+    pub fn scrape(&self, openmetrics: bool, now: PerScrape) -> (&'static str, String) {
         if openmetrics {
-            (OPENMETRICS, finish(&self.openmetrics, age_seconds))
+            (OPENMETRICS, finish(&self.openmetrics, now))
         } else {
-            let tail = to_prometheus_text(&finish("", age_seconds));
+            let tail = to_prometheus_text(&finish("", now));
             let mut body = String::with_capacity(self.prometheus.len() + tail.len());
             body.push_str(&self.prometheus);
             body.push_str(&tail);

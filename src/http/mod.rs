@@ -6,10 +6,11 @@
 //! `<runtime_dir>/status.json` current, and a request only picks bytes out
 //! of it. Sockets come from systemd (`LISTEN_FDS`, a `.socket` unit) or are
 //! bound from `[http] listen`. Each connection is plain HTTP/1.1 with a
-//! header-read timeout and a small header buffer, and the number of
-//! connections is capped, so slow or oversized clients are cut off without
-//! touching the others.
+//! header-read timeout and a small header buffer; [`conns`] decides which
+//! connections are held when clients want more than the cap, so slow,
+//! oversized or flooding clients are cut off without touching the others.
 
+pub mod conns;
 pub mod health;
 pub mod metrics;
 pub mod page;
@@ -29,11 +30,11 @@ use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use crate::checks::Status;
 use crate::config::{Config, ConfigError};
+use conns::{Busy, Conns, Limits};
 use source::Source;
 
 /// A client must send a request's headers within this time, also when it
@@ -42,8 +43,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The read buffer per connection: a request line or headers larger than
 /// this are refused (hyper's minimum is 8 KiB).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Connections served at once; further ones wait in the kernel's backlog.
+/// Connections served at once, a quarter of them per peer; over either,
+/// the one waiting longest for a request is closed (see [`conns`]).
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Descriptors kept for everything but connections (listeners, the
+/// snapshot, the journal, the runtime's own) when the cap is fitted under
+/// `RLIMIT_NOFILE`.
+const RESERVED_FDS: usize = 64;
 
 /// The endpoints and what they answer, for unitwatch-http(8); the router
 /// below serves exactly these.
@@ -84,13 +90,16 @@ pub enum HttpError {
 struct App {
     source: Source,
     token: Option<Arc<[u8]>>,
+    conns: Arc<Conns>,
 }
 
-/// The routes; `token` guards everything but `/health`.
-pub fn router(source: Source, token: Option<&[u8]>) -> Router {
+/// The routes; `token` guards everything but `/health`. `conns` is the
+/// admission [`serve`] uses, shown in `/metrics`.
+pub fn router(source: Source, token: Option<&[u8]>, conns: Arc<Conns>) -> Router {
     let app = App {
         source,
         token: token.map(Arc::from),
+        conns,
     };
     let guarded = Router::new()
         .route("/", get(page_handler))
@@ -142,9 +151,11 @@ async fn service_handler(State(app): State<App>, UrlPath(unit): UrlPath<String>)
 async fn metrics_handler(State(app): State<App>, headers: HeaderMap) -> Response {
     let r = app.source.get();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (ct, body) = r
-        .metrics
-        .scrape(metrics::wants_openmetrics(accept), r.age(SystemTime::now()));
+    let now = metrics::PerScrape {
+        age_seconds: r.age(SystemTime::now()),
+        conns: Some((app.conns.limits(), app.conns.stats())),
+    };
+    let (ct, body) = r.metrics.scrape(metrics::wants_openmetrics(accept), now);
     no_store(([(header::CONTENT_TYPE, ct)], body).into_response())
 }
 
@@ -237,32 +248,66 @@ pub fn listeners(listen: &[String]) -> Result<Vec<std::net::TcpListener>, HttpEr
         .collect()
 }
 
-/// Serves `router` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, router: Router, limit: Arc<Semaphore>) {
+/// The connection cap: [`MAX_CONNECTIONS`], or fewer when the descriptor
+/// limit would run out first (systemd's default soft limit is 1,024, and
+/// the unit's seccomp filter forbids raising it from inside).
+pub fn connection_limit() -> Limits {
+    use nix::sys::resource::{getrlimit, Resource};
+    let fds = getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft as usize)
+        .unwrap_or(1024);
+    Limits::new(MAX_CONNECTIONS.min(fds.saturating_sub(RESERVED_FDS)))
+}
+
+/// Serves `router` on `listener` until the task is dropped, admitting
+/// connections through `conns`. The loop never waits for room: a
+/// connection is accepted, admitted (another shed for it if need be) or
+/// closed, at once.
+pub async fn serve(listener: TcpListener, router: Router, conns: Arc<Conns>) {
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
             Err(e) => {
-                // Out of descriptors and the like: pass, do not die.
-                log::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of descriptors and the like: free one, pass, do not
+                // die. Logged at the first and then at powers of two, so a
+                // flood does not flood the journal.
+                conns.accept_failed();
+                let n = conns.stats().accept_errors;
+                if n.is_power_of_two() {
+                    log::warn!("accept failed ({n} so far): {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
+        };
+        // Dropping a refused stream closes it.
+        let Some(admitted) = conns.admit(peer.ip()) else {
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| router.clone().oneshot(req));
-            let _ = hyper::server::conn::http1::Builder::new()
+            let (c, slot) = (admitted.conns().clone(), admitted.slot().clone());
+            let service = hyper::service::service_fn(move |req| {
+                let busy = Busy::enter(&c, &slot);
+                let answer = router.clone().oneshot(req);
+                async move {
+                    let r = answer.await;
+                    drop(busy);
+                    r
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .max_buf_size(MAX_HEADER_BYTES)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(permit);
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                // Shed: dropping the connection closes its socket.
+                _ = admitted.slot().shed() => {}
+            }
+            drop(admitted);
         });
     }
 }
@@ -295,8 +340,15 @@ pub async fn run(config_path: &Path) -> Result<(), HttpError> {
     let mut term = signal(SignalKind::terminate()).map_err(HttpError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(HttpError::Signal)?;
     let listeners = listeners(&config.http.listen)?;
-    let router = router(src.clone(), token.as_deref());
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limits = connection_limit();
+    if limits.total < MAX_CONNECTIONS {
+        log::warn!(
+            "serving at most {} connections: the descriptor limit (LimitNOFILE) is too low for {MAX_CONNECTIONS}",
+            limits.total
+        );
+    }
+    let conns = Conns::new(limits);
+    let router = router(src.clone(), token.as_deref(), conns.clone());
     let mut addrs = Vec::new();
     for l in listeners {
         addrs.push(
@@ -305,7 +357,7 @@ pub async fn run(config_path: &Path) -> Result<(), HttpError> {
                 .unwrap_or_else(|_| "?".into()),
         );
         let l = TcpListener::from_std(l).map_err(HttpError::ListenFds)?;
-        tokio::spawn(serve(l, router.clone(), limit.clone()));
+        tokio::spawn(serve(l, router.clone(), conns.clone()));
     }
     tokio::spawn(source::watch(path.clone(), host, src));
     let status = format!(

@@ -129,7 +129,7 @@ fn has(text: &str, line: &str) {
 
 #[test]
 fn values_in_base_units() {
-    let om = finish(&render(Some(&snap())), Some(2.5));
+    let om = finish(&render(Some(&snap())), PerScrape::aged(2.5));
     has(&om, "unitwatch_disk_used_ratio{path=\"/\"} 0.815");
     has(&om, "unitwatch_disk_inodes_used_ratio{path=\"/\"} 0.02");
     has(&om, "unitwatch_memory_used_ratio 0.5");
@@ -252,7 +252,7 @@ fn alert_series_per_channel() {
 
 #[test]
 fn telemetry_series_only_when_the_export_is_on() {
-    let (_, off) = Exposition::new(Some(&snap())).scrape(false, None);
+    let (_, off) = Exposition::new(Some(&snap())).scrape(false, PerScrape::default());
     assert!(!off.contains("unitwatch_telemetry"), "{off}");
     let mut s = snap();
     s.telemetry = Some(crate::snapshot::TelemetryView {
@@ -265,7 +265,7 @@ fn telemetry_series_only_when_the_export_is_on() {
         last_success_at: Some("2026-11-23T10:00:00.000Z".into()),
         last_error: None,
     });
-    let (_, t) = Exposition::new(Some(&s)).scrape(false, None);
+    let (_, t) = Exposition::new(Some(&s)).scrape(false, PerScrape::default());
     has(&t, "unitwatch_telemetry_exports_total 7");
     has(&t, "unitwatch_telemetry_export_failures_total 2");
     has(&t, "unitwatch_telemetry_dropped_total 3");
@@ -278,7 +278,7 @@ fn telemetry_series_only_when_the_export_is_on() {
 
 #[test]
 fn prometheus_text_names_counters_with_total_and_has_no_eof() {
-    let (ct, t) = Exposition::new(Some(&snap())).scrape(false, Some(1.0));
+    let (ct, t) = Exposition::new(Some(&snap())).scrape(false, PerScrape::aged(1.0));
     assert_eq!(ct, PROMETHEUS_TEXT);
     has(&t, "unitwatch_snapshot_age_seconds 1.0");
     // Series within a family come in any order: compare line sets.
@@ -291,7 +291,7 @@ fn prometheus_text_names_counters_with_total_and_has_no_eof() {
         lines(&t),
         lines(&to_prometheus_text(&finish(
             &render(Some(&snap())),
-            Some(1.0)
+            PerScrape::aged(1.0)
         )))
     );
     has(&t, "# TYPE unitwatch_unit_restarts_total counter");
@@ -307,7 +307,7 @@ fn prometheus_text_names_counters_with_total_and_has_no_eof() {
 
 #[test]
 fn without_a_snapshot_only_presence_and_build() {
-    let om = finish(&render(None), None);
+    let om = finish(&render(None), PerScrape::default());
     has(&om, "unitwatch_snapshot_present 0.0");
     assert!(!om.contains("unitwatch_unit_state"));
     assert!(wants_openmetrics(Some(
@@ -315,4 +315,40 @@ fn without_a_snapshot_only_presence_and_build() {
     )));
     assert!(!wants_openmetrics(Some("text/plain")));
     assert!(!wants_openmetrics(None));
+}
+
+#[test]
+fn the_servers_own_connections_are_per_scrape_families() {
+    use crate::http::conns::{Limits, Stats};
+    let now = PerScrape {
+        age_seconds: None,
+        conns: Some((
+            Limits::new(1024),
+            Stats {
+                open: 3,
+                shed_peer_share: 7,
+                shed_cap: 2,
+                refused: 1,
+                accept_errors: 5,
+            },
+        )),
+    };
+    let (_, t) = Exposition::new(Some(&snap())).scrape(false, now);
+    has(&t, "unitwatch_http_open_connections 3.0");
+    has(&t, "unitwatch_http_max_connections 1024.0");
+    has(&t, "unitwatch_http_max_peer_connections 256.0");
+    has(
+        &t,
+        "unitwatch_http_connections_shed_total{reason=\"peer_share\"} 7",
+    );
+    has(
+        &t,
+        "unitwatch_http_connections_shed_total{reason=\"cap\"} 2",
+    );
+    has(&t, "unitwatch_http_connections_refused_total 1");
+    has(&t, "unitwatch_http_accept_errors_total 5");
+    has(&t, "# TYPE unitwatch_http_connections_shed_total counter");
+    // Not served by unitwatch-http (a unit test of the rendering): none.
+    let (_, bare) = Exposition::new(Some(&snap())).scrape(false, PerScrape::aged(1.0));
+    assert!(!bare.contains("unitwatch_http_"), "{bare}");
 }
