@@ -9,11 +9,16 @@
 //!   (two threads) and the server sharing both cores, once pinned one core
 //!   each (wrk with one thread, so it does not time its own scheduling).
 //!
+//! - a constant-rate load on /health (rate.rs): p50, p99 and p99.9 at
+//!   10,000 and 50,000 requests/s, pinned as above.
+//!
 //! Run with `scripts/bench` (as root). Prints figures and the targets; asserts
 //! nothing, so a slow machine shows up as numbers rather than a flaky test.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+#[path = "http/rate.rs"]
+mod rate;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -263,6 +268,8 @@ fn load() {
     serving();
     println!("-- pinned: the server on cpu 0, wrk (one thread) on cpu 1");
     loads(&sb, "taskset -c 1 ", 1);
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    rate_loads(&sb, if ci { 5 } else { 15 });
     println!(
         "   for scale, remembered from runs here (not measured in this one): monit's HTTP page ~5,000 requests/s, p99 ~6 ms; \
          node_exporter --collector.systemd at 50 units 28 requests/s (wrk -c4), 42 ms a scrape"
@@ -283,7 +290,63 @@ fn load() {
     );
 }
 
+/// The constant-rate load on /health (`rate.rs`), run from cpu 1 in the
+/// sandbox's network namespace against the server pinned to cpu 0, at each
+/// rate for `secs`; prints the figures and the target's verdict.
+fn rate_loads(sb: &harness::Sandbox, secs: u64) {
+    const CONNS: u64 = 50;
+    println!("-- constant rate: {CONNS} kept-alive connections, latency from when each request was due (no coordinated omission), {secs} s a rate");
+    for rate in [10_000u64, 50_000] {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("taskset")
+            .args(["-c", "1", "nsenter", "-t", &sb.pid1.to_string(), "-n", "--"])
+            .arg(exe)
+            .args([
+                "--rate-load",
+                "8080",
+                &rate.to_string(),
+                &secs.to_string(),
+                &CONNS.to_string(),
+            ])
+            .output()
+            .expect("the rate load");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [answered, errors, p50, p99, p999, max] = f[..] else {
+            println!(
+                "rate {rate}/s: the load failed: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            continue;
+        };
+        let ms = |us: u64| us as f64 / 1000.0;
+        println!(
+            "/health at {rate:>6} requests/s: {:>8.0} answered/s, {errors} errors, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.2} ms",
+            answered as f64 / secs as f64,
+            ms(p50),
+            ms(p99),
+            ms(p999),
+            ms(max)
+        );
+        if rate == 50_000 {
+            let ok = errors == 0 && p99 <= 1000 && answered as f64 >= 0.99 * (rate * secs) as f64;
+            println!(
+                "   target: p99 <= 1 ms at 50,000 requests/s, every request answered: {}",
+                verdict(ok)
+            );
+        }
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--rate-load") {
+        rate::main(&args[i + 1..]);
+        return;
+    }
     // `cargo test --benches` runs this binary too: measure only when asked.
     if !std::env::args().any(|a| a == "--bench") {
         return;

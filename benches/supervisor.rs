@@ -26,15 +26,15 @@ mod bare;
 mod footprint;
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+#[path = "supervisor/measure.rs"]
+mod measure;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use harness::{field, verdict, Sandbox, Summary};
+use harness::{verdict, Sandbox, Summary};
+use measure::{kill_once, Samples};
 
 const UNITS: usize = 50;
-
-/// The restart delay of the detection runs (`initial = max = 100ms`).
-const DELAY_MS: f64 = 100.0;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -152,90 +152,6 @@ impl Beside {
             }
         }
     }
-}
-
-/// One kill's timings (ms), all from journal and systemd timestamps
-/// (CLOCK_MONOTONIC) but the kill command's start.
-#[derive(Default)]
-struct Samples {
-    /// systemd's exit line -> `unit-failed`.
-    detect: Vec<f64>,
-    /// `unit-failed` -> `restart-scheduled`: the next event of the same
-    /// reaction, which a sink that blocked in `emit` would hold back.
-    next_event: Vec<f64>,
-    /// systemd's exit line -> `unit-restarted`, minus the delay.
-    restart: Vec<f64>,
-    /// systemd's exit line -> active again, minus the delay.
-    overhead: Vec<f64>,
-    /// The kill command's start (nsenter + systemctl) -> systemd's exit line.
-    kill_cmd: Vec<f64>,
-    /// `unit-restarted` -> active again: systemd starting the unit.
-    systemd_start: Vec<f64>,
-}
-
-/// Kills `unit` and reads, in one journal query per poll, systemd's exit
-/// line and unitwatch's four events of the failure.
-fn kill_once(sb: &Sandbox, unit: &str, s: &mut Samples) {
-    let since = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 1;
-    let t_kill = harness::monotonic_us();
-    sb.kill_main(unit);
-    let query = format!(
-        "journalctl -o json --no-pager --since=@{since} \
-         _SYSTEMD_UNIT=unitwatch.service UNITWATCH_UNIT={unit} + _PID=1 UNIT={unit}"
-    );
-    let wanted = [
-        "unit-failed",
-        "restart-scheduled",
-        "unit-restarted",
-        "unit-recovered",
-    ];
-    let (exit, at) = sb.wait_for(
-        &format!("the exit and unitwatch's events for {unit}"),
-        Duration::from_secs(10),
-        || {
-            let mut exit = None;
-            let mut at = [None; 4];
-            for e in sb
-                .sh_out(&query)
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            {
-                let Ok(t) = field(&e, "__MONOTONIC_TIMESTAMP").parse::<u64>() else {
-                    continue;
-                };
-                if t < t_kill {
-                    continue;
-                }
-                if field(&e, "_PID") == "1" && field(&e, "MESSAGE").contains("Main process exited")
-                {
-                    exit.get_or_insert(t);
-                } else if let Some(i) = wanted
-                    .iter()
-                    .position(|w| field(&e, "UNITWATCH_EVENT") == *w)
-                {
-                    at[i].get_or_insert(t);
-                }
-            }
-            let at: Option<Vec<u64>> = at.into_iter().collect();
-            Some((exit?, at?))
-        },
-    );
-    let active: u64 = sb
-        .prop(unit, "ActiveEnterTimestampMonotonic")
-        .parse()
-        .unwrap();
-    assert!(active > exit, "{unit} active before its exit?");
-    let ms = |a: u64, b: u64| (b as f64 - a as f64) / 1000.0;
-    s.detect.push(ms(exit, at[0]));
-    s.next_event.push(ms(at[0], at[1]));
-    s.restart.push(ms(exit, at[2]) - DELAY_MS);
-    s.overhead.push(ms(exit, active) - DELAY_MS);
-    s.kill_cmd.push(ms(t_kill, exit));
-    s.systemd_start.push(ms(at[2], active));
 }
 
 /// Switches the running daemon to `v` by reload and waits for it.

@@ -38,6 +38,7 @@ mod checks_run;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 mod observe;
+mod publisher;
 mod reload;
 mod report;
 mod restart;
@@ -55,6 +56,9 @@ const SETTLE: Duration = Duration::from_millis(250);
 /// `failed` is taken for failed again (systemd runs the job at once; this
 /// is margin for a loaded machine).
 const RESTART_JOB_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a snapshot waits after an event for the rest of its burst.
+const PUBLISH_EVENT: Duration = Duration::from_millis(10);
 
 /// How long one attempt to reach systemd over D-Bus may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,10 +119,10 @@ pub struct Supervisor {
     /// A snapshot is due by then: probe results that changed no status
     /// are published together, at most once a second.
     publish_at: Option<tokio::time::Instant>,
-    /// When the last snapshot was written (by a sweep or for probes), and
-    /// the buffer it was serialized into, kept for the next.
+    /// When the last snapshot was published (by a sweep or for probes),
+    /// and the task that writes them.
     published: tokio::time::Instant,
-    publish_buf: Vec<u8>,
+    publisher: publisher::Publisher,
     /// How often the loop sweeps (and so publishes), as it last set it.
     sweep_every: Duration,
     units: UnitTable,
@@ -189,7 +193,7 @@ impl Supervisor {
             generation: 0,
             publish_at: None,
             published: tokio::time::Instant::now(),
-            publish_buf: Vec::new(),
+            publisher: publisher::Publisher::start(),
             sweep_every: config.daemon.interval,
             units: UnitTable::new(),
             by_path: HashMap::new(),
@@ -324,7 +328,7 @@ impl Supervisor {
             }
         }
         self.persist();
-        self.publish();
+        self.publish_soon();
     }
 
     /// Writes backoff.json if anything changed; a failed write is logged and
@@ -358,15 +362,14 @@ impl Supervisor {
         snap
     }
 
-    /// Writes status.json, sends STATUS= when it changed, and hands the
-    /// snapshot to the OTLP export.
+    /// Hands the snapshot to its writer (status.json, off the loop: see
+    /// [`publisher`]) and to the OTLP export, and sends STATUS= when it
+    /// changed.
     fn publish(&mut self) {
         self.publish_at = None;
         self.published = tokio::time::Instant::now();
         let snap = self.snapshot();
-        if let Err(e) = snap.write_with(&self.config.status_path(), &mut self.publish_buf) {
-            log::error!("{e}");
-        }
+        self.publisher.send(self.config.status_path(), &snap);
         if snap.summary != self.status_line {
             notify::status(&snap.summary);
             self.status_line = snap.summary.clone();
@@ -374,6 +377,13 @@ impl Supervisor {
         if let Some((_, t)) = &self.telemetry {
             t.update(std::sync::Arc::new(snap));
         }
+    }
+
+    /// Publishes after the reaction to an event is done: the events of one
+    /// burst (a unit's several signals, many units failing at once) share
+    /// one snapshot, and no signal waits behind a snapshot per event.
+    fn publish_soon(&mut self) {
+        self.publish_by(tokio::time::Instant::now() + PUBLISH_EVENT);
     }
 
     /// The full safety-net pass: re-read units, run every check, decide.

@@ -179,10 +179,15 @@ impl Snapshot {
     /// writer that publishes every second keeps one buffer rather than
     /// allocating and freeing a large one each time.
     pub fn write_with(&self, path: &Path, buf: &mut Vec<u8>) -> Result<(), WriteError> {
+        self.serialize_into(buf);
+        write_atomic(path, buf, 0o644)
+    }
+
+    /// The file's bytes, into `buf` (cleared first).
+    pub fn serialize_into(&self, buf: &mut Vec<u8>) {
         buf.clear();
         serde_json::to_writer_pretty(&mut *buf, self).expect("snapshot serializes");
         buf.push(b'\n');
-        write_atomic(path, buf, 0o644)
     }
 
     pub fn read(path: &Path) -> Result<Snapshot, ReadError> {

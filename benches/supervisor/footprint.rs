@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::measure::{cpu_split, cpu_ticks, status_kb};
 
 /// Every footprint run and the verdicts on the export's and the alert
 /// channels' memory.
@@ -92,29 +93,6 @@ fn wait_bare(child: Option<std::process::Child>) -> Option<(u64, u64, u64)> {
             None
         }
     }
-}
-
-fn cpu_ticks(sb: &Sandbox, pid: &str) -> u64 {
-    let (u, s) = cpu_split(sb, pid);
-    u + s
-}
-
-/// (user, kernel) clock ticks of `pid`.
-fn cpu_split(sb: &Sandbox, pid: &str) -> (u64, u64) {
-    let stat = sb.read(&format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the ")" of comm: state is field 3; utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    (f[11].parse().unwrap(), f[12].parse().unwrap())
-}
-
-fn status_kb(sb: &Sandbox, pid: &str, key: &str) -> u64 {
-    sb.read(&format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// How the export is set up for a footprint run.

@@ -132,7 +132,7 @@ impl Supervisor {
     }
 
     /// Publishes by `at` (sooner if already due sooner).
-    fn publish_by(&mut self, at: tokio::time::Instant) {
+    pub(super) fn publish_by(&mut self, at: tokio::time::Instant) {
         if self.publish_at.is_none_or(|t| t > at) {
             self.publish_at = Some(at);
         }

@@ -130,7 +130,7 @@ impl Supervisor {
             self.restarting.remove(&name);
             self.on_transition(&name, Some(prev)).await;
             self.persist();
-            self.publish();
+            self.publish_soon();
         }
     }
 
@@ -169,6 +169,6 @@ impl Supervisor {
         self.restarting.remove(name);
         self.on_transition(name, Some(from)).await;
         self.persist();
-        self.publish();
+        self.publish_soon();
     }
 }

@@ -238,6 +238,6 @@ impl Supervisor {
             self.test_late_read("test-late-read-restart", false).await;
         }
         self.persist();
-        self.publish();
+        self.publish_soon();
     }
 }

@@ -43,6 +43,9 @@ const PROBE_BATCH: usize = 32;
 /// pending until it reports.
 const FIRST_RESULTS: Duration = Duration::from_secs(1);
 
+/// How long the start and the stop wait for the snapshot's writer.
+const SNAPSHOT_FLUSH: Duration = Duration::from_secs(3);
+
 impl Supervisor {
     /// Takes in the probes' first results, for up to [`FIRST_RESULTS`].
     async fn first_results(&mut self) {
@@ -108,6 +111,8 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         ),
     )
     .emit();
+    // The first snapshot is on disk before anyone is told the daemon is up.
+    sup.publisher.flush(SNAPSHOT_FLUSH).await;
     notify::ready(&sup.status_line);
 
     let new_ticker = |p: Duration| {
@@ -188,6 +193,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     notify::stopping();
     sup.dirty = true;
     sup.persist();
+    sup.publisher.flush(SNAPSHOT_FLUSH).await;
     if let Some((_, a)) = sup.alerts.take() {
         a.shutdown(Duration::from_secs(3)).await;
     }

@@ -1,0 +1,156 @@
+//! What the benchmarks read off a real systemd: one kill's timings from
+//! the journal and the unit's own timestamps, a process's CPU ticks and
+//! memory from /proc. Shared by the supervisor benchmark and the
+//! comparison with the peers (benches/compare.rs), each using a part.
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime};
+
+use crate::harness::{self, field, Sandbox};
+
+/// The restart delay of the detection runs (`initial = max = 100ms`).
+pub const DELAY_MS: f64 = 100.0;
+
+/// One kill's timings (ms), all from journal and systemd timestamps
+/// (CLOCK_MONOTONIC) but the kill command's start.
+#[derive(Default)]
+pub struct Samples {
+    /// systemd's exit line -> `unit-failed`.
+    pub detect: Vec<f64>,
+    /// `unit-failed` -> `restart-scheduled`: the next event of the same
+    /// reaction, which a sink that blocked in `emit` would hold back.
+    pub next_event: Vec<f64>,
+    /// systemd's exit line -> `unit-restarted`, minus the delay.
+    pub restart: Vec<f64>,
+    /// systemd's exit line -> active again, minus the delay.
+    pub overhead: Vec<f64>,
+    /// The kill command's start (nsenter + systemctl) -> systemd's exit line.
+    pub kill_cmd: Vec<f64>,
+    /// `unit-restarted` -> active again: systemd starting the unit.
+    pub systemd_start: Vec<f64>,
+}
+
+/// Kills `unit` and reads, in one journal query per poll, systemd's exit
+/// line and unitwatch's four events of the failure.
+pub fn kill_once(sb: &Sandbox, unit: &str, s: &mut Samples) {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let t_kill = harness::monotonic_us();
+    sb.kill_main(unit);
+    let query = format!(
+        "journalctl -o json --no-pager --since=@{since} \
+         _SYSTEMD_UNIT=unitwatch.service UNITWATCH_UNIT={unit} + _PID=1 UNIT={unit}"
+    );
+    let wanted = [
+        "unit-failed",
+        "restart-scheduled",
+        "unit-restarted",
+        "unit-recovered",
+    ];
+    let (exit, at) = sb.wait_for(
+        &format!("the exit and unitwatch's events for {unit}"),
+        Duration::from_secs(10),
+        || {
+            let mut exit = None;
+            let mut at = [None; 4];
+            for e in sb
+                .sh_out(&query)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            {
+                let Ok(t) = field(&e, "__MONOTONIC_TIMESTAMP").parse::<u64>() else {
+                    continue;
+                };
+                if t < t_kill {
+                    continue;
+                }
+                if field(&e, "_PID") == "1" && field(&e, "MESSAGE").contains("Main process exited")
+                {
+                    exit.get_or_insert(t);
+                } else if let Some(i) = wanted
+                    .iter()
+                    .position(|w| field(&e, "UNITWATCH_EVENT") == *w)
+                {
+                    at[i].get_or_insert(t);
+                }
+            }
+            let at: Option<Vec<u64>> = at.into_iter().collect();
+            Some((exit?, at?))
+        },
+    );
+    let active: u64 = sb
+        .prop(unit, "ActiveEnterTimestampMonotonic")
+        .parse()
+        .unwrap();
+    assert!(active > exit, "{unit} active before its exit?");
+    let ms = |a: u64, b: u64| (b as f64 - a as f64) / 1000.0;
+    s.detect.push(ms(exit, at[0]));
+    s.next_event.push(ms(at[0], at[1]));
+    s.restart.push(ms(exit, at[2]) - DELAY_MS);
+    s.overhead.push(ms(exit, active) - DELAY_MS);
+    s.kill_cmd.push(ms(t_kill, exit));
+    s.systemd_start.push(ms(at[2], active));
+}
+
+pub fn cpu_ticks(sb: &Sandbox, pid: &str) -> u64 {
+    let (u, s) = cpu_split(sb, pid);
+    u + s
+}
+
+/// (user, kernel) clock ticks of `pid`.
+pub fn cpu_split(sb: &Sandbox, pid: &str) -> (u64, u64) {
+    let stat = sb.read(&format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the ")" of comm: state is field 3; utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse().unwrap(), f[12].parse().unwrap())
+}
+
+pub fn status_kb(sb: &Sandbox, pid: &str, key: &str) -> u64 {
+    sb.read(&format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Kills `unit`, which systemd's own `Restart=` brings back, and returns
+/// its exit line to active again (ms): the peer of unitwatch's restart.
+pub fn kill_restarted_by_systemd(sb: &Sandbox, unit: &str) -> f64 {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let t_kill = harness::monotonic_us();
+    sb.kill_main(unit);
+    let query = format!("journalctl -o json --no-pager --since=@{since} _PID=1 UNIT={unit}");
+    let exit = sb.wait_for(
+        &format!("systemd's exit line for {unit}"),
+        Duration::from_secs(10),
+        || {
+            sb.sh_out(&query)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|e| field(e, "MESSAGE").contains("Main process exited"))
+                .filter_map(|e| field(&e, "__MONOTONIC_TIMESTAMP").parse::<u64>().ok())
+                .find(|t| *t >= t_kill)
+        },
+    );
+    let active = sb.wait_for(
+        &format!("{unit} active again"),
+        Duration::from_secs(10),
+        || {
+            let t: u64 = sb
+                .prop(unit, "ActiveEnterTimestampMonotonic")
+                .parse()
+                .ok()?;
+            (t > exit && sb.prop(unit, "ActiveState") == "active").then_some(t)
+        },
+    );
+    (active - exit) as f64 / 1000.0
+}
