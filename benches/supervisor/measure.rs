@@ -118,9 +118,10 @@ pub fn status_kb(sb: &Sandbox, pid: &str, key: &str) -> u64 {
         .unwrap()
 }
 
-/// Kills `unit`, which systemd's own `Restart=` brings back, and returns
-/// its exit line to active again (ms): the peer of unitwatch's restart.
-pub fn kill_restarted_by_systemd(sb: &Sandbox, unit: &str) -> f64 {
+/// Kills `unit`, which something else (systemd's own `Restart=`, monit)
+/// brings back, and returns its exit line to active again (ms), or None
+/// if it was not active again within `timeout`.
+pub fn kill_until_active(sb: &Sandbox, unit: &str, timeout: Duration) -> Option<f64> {
     let since = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -141,16 +142,16 @@ pub fn kill_restarted_by_systemd(sb: &Sandbox, unit: &str) -> f64 {
                 .find(|t| *t >= t_kill)
         },
     );
-    let active = sb.wait_for(
-        &format!("{unit} active again"),
-        Duration::from_secs(10),
-        || {
-            let t: u64 = sb
-                .prop(unit, "ActiveEnterTimestampMonotonic")
-                .parse()
-                .ok()?;
-            (t > exit && sb.prop(unit, "ActiveState") == "active").then_some(t)
-        },
-    );
-    (active - exit) as f64 / 1000.0
+    let end = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < end {
+        let t: u64 = sb
+            .prop(unit, "ActiveEnterTimestampMonotonic")
+            .parse()
+            .unwrap_or(0);
+        if t > exit && sb.prop(unit, "ActiveState") == "active" {
+            return Some((t - exit) as f64 / 1000.0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }

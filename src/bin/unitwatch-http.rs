@@ -8,14 +8,14 @@ use unitwatch::cli::HttpCli;
 use unitwatch::http::{self, HttpError};
 
 fn main() -> ExitCode {
+    http::tune_allocator();
     let cli = HttpCli::parse();
     unitwatch::logging::init("unitwatch-http", cli.verbose);
     // One thread: every request is a lookup of pre-rendered bytes, so a
     // second worker only adds cross-thread wake-ups (it halved throughput
     // and lengthened the tail in the benchmark).
-    // One blocking thread too, for rendering snapshots: each thread of
-    // the pool would get its own malloc arena, each keeping the memory of
-    // a large rendering (at 2,000 units, RSS 32 MB with the default pool).
+    // One blocking thread too, for rendering snapshots: they come one at
+    // a time, and a pool would only add threads.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(1)
         .enable_all()
