@@ -218,7 +218,7 @@ fn measure(
     let monit_10s = idle(sb, "monit-bench", idle_secs.max(20));
     peers::stop(sb, "monit-bench");
 
-    peers::start_node_exporter(sb, nodeexp);
+    peers::start_node_exporter(sb, nodeexp, &names);
     let node_scrape_ms = scrape_ms(sb, "http://127.0.0.1:9100/metrics", 3);
     let node_rps = wrk_rps(sb, "http://127.0.0.1:9100/metrics", 5);
     let node_pid = sb.prop("nodeexp-bench", "MainPID");

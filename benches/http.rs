@@ -270,10 +270,6 @@ fn load() {
     loads(&sb, "taskset -c 1 ", 1);
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     rate_loads(&sb, if ci { 5 } else { 15 });
-    println!(
-        "   for scale, remembered from runs here (not measured in this one): monit's HTTP page ~5,000 requests/s, p99 ~6 ms; \
-         node_exporter --collector.systemd at 50 units 28 requests/s (wrk -c4), 42 ms a scrape"
-    );
     let pid = sb.prop("unitwatch-http", "MainPID");
     let status = sb.read(&format!("/proc/{pid}/status")).unwrap();
     let kb = |k: &str| {

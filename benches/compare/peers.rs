@@ -70,10 +70,17 @@ pub fn stop(sb: &Sandbox, unit: &str) {
     ));
 }
 
-/// Starts node_exporter with the systemd collector on 127.0.0.1:9100.
-pub fn start_node_exporter(sb: &Sandbox, bin: &std::path::Path) {
+/// Starts node_exporter with the systemd collector on 127.0.0.1:9100,
+/// on `units` only (`--collector.systemd.unit-include`): every unit of the
+/// sandbox is running, and unitwatch reports only the N it watches.
+pub fn start_node_exporter(sb: &Sandbox, bin: &std::path::Path, units: &[String]) {
+    let names: Vec<String> = units.iter().map(|u| u.replace('.', "\\.")).collect();
+    sb.write(
+        "/etc/nodeexp-bench.args",
+        &format!("--collector.systemd.unit-include=^({})$\n", names.join("|")),
+    );
     sb.ok(&format!(
-        "systemd-run --unit=nodeexp-bench {} --collector.systemd --web.listen-address=127.0.0.1:9100",
+        "systemd-run --unit=nodeexp-bench sh -c 'exec {} --collector.systemd --web.listen-address=127.0.0.1:9100 \"$(cat /etc/nodeexp-bench.args)\"'",
         bin.display()
     ));
     sb.wait_for("node_exporter answering", Duration::from_secs(10), || {

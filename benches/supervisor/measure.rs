@@ -30,9 +30,9 @@ pub struct Samples {
     pub systemd_start: Vec<f64>,
 }
 
-/// Kills `unit` and reads, in one journal query per poll, systemd's exit
-/// line and unitwatch's four events of the failure.
-pub fn kill_once(sb: &Sandbox, unit: &str, s: &mut Samples) {
+/// Kills `unit`'s main process; the wall-clock second to read the journal
+/// from, and the kill's CLOCK_MONOTONIC time (µs) to filter it by.
+fn kill(sb: &Sandbox, unit: &str) -> (u64, u64) {
     let since = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -40,6 +40,13 @@ pub fn kill_once(sb: &Sandbox, unit: &str, s: &mut Samples) {
         - 1;
     let t_kill = harness::monotonic_us();
     sb.kill_main(unit);
+    (since, t_kill)
+}
+
+/// Kills `unit` and reads, in one journal query per poll, systemd's exit
+/// line and unitwatch's four events of the failure.
+pub fn kill_once(sb: &Sandbox, unit: &str, s: &mut Samples) {
+    let (since, t_kill) = kill(sb, unit);
     let query = format!(
         "journalctl -o json --no-pager --since=@{since} \
          _SYSTEMD_UNIT=unitwatch.service UNITWATCH_UNIT={unit} + _PID=1 UNIT={unit}"
@@ -122,13 +129,7 @@ pub fn status_kb(sb: &Sandbox, pid: &str, key: &str) -> u64 {
 /// brings back, and returns its exit line to active again (ms), or None
 /// if it was not active again within `timeout`.
 pub fn kill_until_active(sb: &Sandbox, unit: &str, timeout: Duration) -> Option<f64> {
-    let since = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 1;
-    let t_kill = harness::monotonic_us();
-    sb.kill_main(unit);
+    let (since, t_kill) = kill(sb, unit);
     let query = format!("journalctl -o json --no-pager --since=@{since} _PID=1 UNIT={unit}");
     let exit = sb.wait_for(
         &format!("systemd's exit line for {unit}"),
