@@ -172,18 +172,14 @@ impl Snapshot {
     }
 
     pub fn write(&self, path: &Path) -> Result<(), WriteError> {
-        self.write_with(path, &mut Vec::new())
+        let mut buf = Vec::new();
+        self.serialize_into(&mut buf);
+        write_atomic(path, &buf, 0o644)
     }
 
-    /// [`Snapshot::write`], serializing into `buf` (cleared first): a
-    /// writer that publishes every second keeps one buffer rather than
-    /// allocating and freeing a large one each time.
-    pub fn write_with(&self, path: &Path, buf: &mut Vec<u8>) -> Result<(), WriteError> {
-        self.serialize_into(buf);
-        write_atomic(path, buf, 0o644)
-    }
-
-    /// The file's bytes, into `buf` (cleared first).
+    /// The file's bytes, into `buf` (cleared first): the daemon's writer
+    /// (`daemon/publisher.rs`) reuses its buffers rather than allocating
+    /// and freeing a large one each second.
     pub fn serialize_into(&self, buf: &mut Vec<u8>) {
         buf.clear();
         serde_json::to_writer_pretty(&mut *buf, self).expect("snapshot serializes");

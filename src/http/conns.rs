@@ -76,11 +76,13 @@ impl From<IpAddr> for Peer {
 }
 
 /// One admitted connection's shared state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Slot {
-    /// Milliseconds since [`Conns`]' epoch at which the connection began
-    /// waiting for its next request (its accept, or its last answer), or
-    /// [`BUSY`] while a request is answered.
+    /// [`Conns`]' epoch, which `since` counts from.
+    epoch: Instant,
+    /// Milliseconds since `epoch` at which the connection began waiting
+    /// for its next request (its accept, or its last answer), or [`BUSY`]
+    /// while a request is answered.
     since: AtomicU64,
     /// Told when the connection is shed; its task then drops it.
     shed: Notify,
@@ -93,9 +95,14 @@ impl Slot {
     }
 }
 
-/// Counts of what admission did, for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+fn ms_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_millis() as u64
+}
+
+/// The limits and the counts of what admission did, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
+    pub limits: Limits,
     pub open: usize,
     /// Closed to make room for their own peer's newer connection.
     pub shed_peer_share: u64,
@@ -112,20 +119,15 @@ pub struct Stats {
 pub struct Conns {
     epoch: Instant,
     table: Mutex<Table>,
-    accept_errors: AtomicU64,
 }
 
 impl Conns {
     pub fn new(limits: Limits) -> Arc<Self> {
+        let epoch = Instant::now();
         Arc::new(Conns {
-            epoch: Instant::now(),
-            table: Mutex::new(Table::new(limits)),
-            accept_errors: AtomicU64::new(0),
+            epoch,
+            table: Mutex::new(Table::new(limits, epoch)),
         })
-    }
-
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -137,7 +139,7 @@ impl Conns {
     /// Admits a connection from `ip`, shedding another if the limits call
     /// for it; None when the newcomer itself must be closed.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admitted> {
-        let now = self.now();
+        let now = ms_since(self.epoch);
         let (id, slot, shed) = self.table().admit(Peer::from(ip), now)?;
         if let Some(s) = shed {
             s.shed.notify_one();
@@ -150,27 +152,26 @@ impl Conns {
     }
 
     /// Frees a descriptor when `accept` ran out of them: the connection
-    /// that has waited longest goes.
-    pub fn accept_failed(&self) {
-        self.accept_errors.fetch_add(1, Ordering::Relaxed);
-        if let Some(s) = self.table().shed_oldest(None) {
+    /// that has waited longest goes. Returns the failures so far.
+    pub fn accept_failed(&self) -> u64 {
+        let mut t = self.table();
+        t.accept_errors += 1;
+        if let Some(s) = t.shed_oldest(None) {
             s.shed.notify_one();
         }
+        t.accept_errors
     }
 
     pub fn stats(&self) -> Stats {
         let t = self.table();
         Stats {
+            limits: t.limits,
             open: t.conns.len(),
             shed_peer_share: t.shed_peer_share,
             shed_cap: t.shed_cap,
             refused: t.refused,
-            accept_errors: self.accept_errors.load(Ordering::Relaxed),
+            accept_errors: t.accept_errors,
         }
-    }
-
-    pub fn limits(&self) -> Limits {
-        self.table().limits
     }
 }
 
@@ -186,10 +187,6 @@ impl Admitted {
     pub fn slot(&self) -> &Arc<Slot> {
         &self.slot
     }
-
-    pub fn conns(&self) -> &Arc<Conns> {
-        &self.conns
-    }
 }
 
 impl Drop for Admitted {
@@ -201,24 +198,20 @@ impl Drop for Admitted {
 /// A connection answering a request: it cannot be shed until this drops,
 /// and then it waits for its next request from that moment.
 #[derive(Debug)]
-pub struct Busy {
-    conns: Arc<Conns>,
-    slot: Arc<Slot>,
-}
+pub struct Busy(Arc<Slot>);
 
 impl Busy {
-    pub fn enter(conns: &Arc<Conns>, slot: &Arc<Slot>) -> Busy {
+    pub fn enter(slot: &Arc<Slot>) -> Busy {
         slot.since.store(BUSY, Ordering::Relaxed);
-        Busy {
-            conns: conns.clone(),
-            slot: slot.clone(),
-        }
+        Busy(slot.clone())
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.slot.since.store(self.conns.now(), Ordering::Relaxed);
+        self.0
+            .since
+            .store(ms_since(self.0.epoch), Ordering::Relaxed);
     }
 }
 
@@ -226,58 +219,62 @@ impl Drop for Busy {
 #[derive(Debug)]
 struct Table {
     limits: Limits,
+    epoch: Instant,
     next_id: u64,
     conns: HashMap<u64, (Peer, Arc<Slot>)>,
     per_peer: HashMap<Peer, usize>,
     shed_peer_share: u64,
     shed_cap: u64,
     refused: u64,
+    accept_errors: u64,
 }
 
 /// An admitted connection's id and slot, and the slot of the one shed for it.
 type Admission = (u64, Arc<Slot>, Option<Arc<Slot>>);
 
 impl Table {
-    fn new(limits: Limits) -> Self {
+    fn new(limits: Limits, epoch: Instant) -> Self {
         Table {
             limits,
+            epoch,
             next_id: 0,
             conns: HashMap::new(),
             per_peer: HashMap::new(),
             shed_peer_share: 0,
             shed_cap: 0,
             refused: 0,
+            accept_errors: 0,
         }
     }
 
     fn admit(&mut self, peer: Peer, now: u64) -> Option<Admission> {
+        // Over a limit: the peer's own (Some) or anyone's (None) must go.
         let mine = self.per_peer.get(&peer).copied().unwrap_or(0);
-        let shed = if mine >= self.limits.per_peer {
-            let s = self.shed_oldest(Some(peer));
-            if s.is_some() {
-                self.shed_peer_share += 1;
-            }
-            Some(s)
+        let over = if mine >= self.limits.per_peer {
+            Some(Some(peer))
         } else if self.conns.len() >= self.limits.total {
-            let s = self.shed_oldest(None);
-            if s.is_some() {
-                self.shed_cap += 1;
-            }
-            Some(s)
+            Some(None)
         } else {
             None
         };
-        let shed = match shed {
-            Some(None) => {
-                self.refused += 1;
-                return None;
-            }
-            Some(s) => s,
+        let shed = match over {
             None => None,
+            Some(scope) => {
+                let Some(s) = self.shed_oldest(scope) else {
+                    self.refused += 1;
+                    return None;
+                };
+                match scope {
+                    Some(_) => self.shed_peer_share += 1,
+                    None => self.shed_cap += 1,
+                }
+                Some(s)
+            }
         };
         let id = self.next_id;
         self.next_id += 1;
         let slot = Arc::new(Slot {
+            epoch: self.epoch,
             since: AtomicU64::new(now),
             shed: Notify::new(),
         });
@@ -319,6 +316,12 @@ impl Table {
 mod tests {
     use super::*;
 
+    impl Table {
+        fn new_at(limits: Limits) -> Self {
+            Table::new(limits, Instant::now())
+        }
+    }
+
     fn v4(last: u8) -> Peer {
         Peer::from(IpAddr::from([10, 0, 0, last]))
     }
@@ -331,7 +334,7 @@ mod tests {
 
     #[test]
     fn under_the_limits_everyone_is_admitted() {
-        let mut t = Table::new(Limits {
+        let mut t = Table::new_at(Limits {
             total: 4,
             per_peer: 2,
         });
@@ -345,7 +348,7 @@ mod tests {
 
     #[test]
     fn at_the_cap_the_longest_waiting_goes() {
-        let mut t = Table::new(Limits {
+        let mut t = Table::new_at(Limits {
             total: 3,
             per_peer: 3,
         });
@@ -364,7 +367,7 @@ mod tests {
 
     #[test]
     fn a_connection_inside_a_request_is_never_shed() {
-        let mut t = Table::new(Limits {
+        let mut t = Table::new_at(Limits {
             total: 2,
             per_peer: 2,
         });
@@ -382,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_peer_over_its_share_sheds_its_own_not_the_others() {
-        let mut t = Table::new(Limits {
+        let mut t = Table::new_at(Limits {
             total: 10,
             per_peer: 2,
         });
@@ -403,7 +406,7 @@ mod tests {
 
     #[test]
     fn a_removed_connection_frees_its_peer_and_a_second_removal_is_nothing() {
-        let mut t = Table::new(Limits::new(8));
+        let mut t = Table::new_at(Limits::new(8));
         let (id, _, _) = t.admit(v4(1), 0).unwrap();
         assert!(t.remove(id).is_some());
         assert!(t.remove(id).is_none());
@@ -443,7 +446,7 @@ mod tests {
         });
         let first = conns.admit(IpAddr::from([127, 0, 0, 1])).unwrap();
         {
-            let _b = Busy::enter(&conns, first.slot());
+            let _b = Busy::enter(first.slot());
             assert!(conns.admit(IpAddr::from([127, 0, 0, 2])).is_none());
         }
         let second = conns.admit(IpAddr::from([127, 0, 0, 2])).unwrap();

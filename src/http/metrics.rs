@@ -335,7 +335,7 @@ pub struct PerScrape {
     /// The snapshot's age, when there is one.
     pub age_seconds: Option<f64>,
     /// unitwatch-http's own connections, when it serves the scrape.
-    pub conns: Option<(super::conns::Limits, super::conns::Stats)>,
+    pub conns: Option<super::conns::Stats>,
 }
 
 impl PerScrape {
@@ -360,7 +360,7 @@ pub fn finish(rendered: &str, now: PerScrape) -> String {
         )
         .set(age);
     }
-    if let Some((limits, st)) = now.conns {
+    if let Some(st) = now.conns {
         gauge(
             &mut reg,
             "unitwatch_http_open_connections",
@@ -372,13 +372,13 @@ pub fn finish(rendered: &str, now: PerScrape) -> String {
             "unitwatch_http_max_connections",
             "Connections unitwatch-http serves at once; over it, the one waiting longest for a request is closed",
         )
-        .set(limits.total as f64);
+        .set(st.limits.total as f64);
         gauge(
             &mut reg,
             "unitwatch_http_max_peer_connections",
             "Connections one peer (an IPv4 address or an IPv6 /64) holds at most",
         )
-        .set(limits.per_peer as f64);
+        .set(st.limits.per_peer as f64);
         let shed = counter_family(
             &mut reg,
             "unitwatch_http_connections_shed",

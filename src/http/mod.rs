@@ -153,7 +153,7 @@ async fn metrics_handler(State(app): State<App>, headers: HeaderMap) -> Response
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let now = metrics::PerScrape {
         age_seconds: r.age(SystemTime::now()),
-        conns: Some((app.conns.limits(), app.conns.stats())),
+        conns: Some(app.conns.stats()),
     };
     let (ct, body) = r.metrics.scrape(metrics::wants_openmetrics(accept), now);
     no_store(([(header::CONTENT_TYPE, ct)], body).into_response())
@@ -289,8 +289,7 @@ pub async fn serve(listener: TcpListener, router: Router, conns: Arc<Conns>) {
                 // Out of descriptors and the like: free one, pass, do not
                 // die. Logged at the first and then at powers of two, so a
                 // flood does not flood the journal.
-                conns.accept_failed();
-                let n = conns.stats().accept_errors;
+                let n = conns.accept_failed();
                 if n.is_power_of_two() {
                     log::warn!("accept failed ({n} so far): {e}");
                 }
@@ -305,9 +304,9 @@ pub async fn serve(listener: TcpListener, router: Router, conns: Arc<Conns>) {
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         tokio::spawn(async move {
-            let (c, slot) = (admitted.conns().clone(), admitted.slot().clone());
+            let slot = admitted.slot().clone();
             let service = hyper::service::service_fn(move |req| {
-                let busy = Busy::enter(&c, &slot);
+                let busy = Busy::enter(&slot);
                 let answer = router.clone().oneshot(req);
                 async move {
                     let r = answer.await;

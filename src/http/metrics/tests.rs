@@ -322,16 +322,14 @@ fn the_servers_own_connections_are_per_scrape_families() {
     use crate::http::conns::{Limits, Stats};
     let now = PerScrape {
         age_seconds: None,
-        conns: Some((
-            Limits::new(1024),
-            Stats {
-                open: 3,
-                shed_peer_share: 7,
-                shed_cap: 2,
-                refused: 1,
-                accept_errors: 5,
-            },
-        )),
+        conns: Some(Stats {
+            limits: Limits::new(1024),
+            open: 3,
+            shed_peer_share: 7,
+            shed_cap: 2,
+            refused: 1,
+            accept_errors: 5,
+        }),
     };
     let (_, t) = Exposition::new(Some(&snap())).scrape(false, now);
     has(&t, "unitwatch_http_open_connections 3.0");
