@@ -144,10 +144,10 @@ pub struct Supervisor {
     /// connection: a signal sent before it carries older state than the
     /// table holds and is not applied (`systemd::older`).
     listed_serial: Option<u32>,
-    /// Where the signals alone had a unit when a read moved it ahead of
-    /// them, to tell whether a signal older than the read is news
-    /// (`Change::skipped_move`); no entry: they agree with the table.
-    streamed: HashMap<String, UnitStatus>,
+    /// The signals older than the last read, replayed against it per unit
+    /// to tell which of their moves are news (`replay`); no entry: no
+    /// such signal since the read, and the signals agree with the table.
+    streamed: HashMap<String, crate::replay::Replay>,
     store: BackoffStore,
     dirty: bool,
     bus: Option<Systemd>,

@@ -96,28 +96,6 @@ impl Change {
         }
         before != (s.active_state.clone(), s.sub_state.clone())
     }
-
-    /// For a change sent before the last full read (see [`older`]), applied
-    /// to `stream`, the unit as the signals alone have shown it: the move
-    /// the read skipped over, as (from, to), if there is one to tell.
-    ///
-    /// None when the signals show no move (systemd's repeat of `failed`
-    /// around a `RestartUnit`: old news, which applied over the read made a
-    /// spurious failure), or when the read already showed where the move
-    /// went (and was reacted to then).
-    pub fn skipped_move(
-        &self,
-        stream: &mut UnitStatus,
-        read: &UnitStatus,
-    ) -> Option<(UnitStatus, UnitStatus)> {
-        let from = stream.clone();
-        if !self.apply(stream) {
-            return None;
-        }
-        let shown =
-            (&stream.active_state, &stream.sub_state) == (&read.active_state, &read.sub_state);
-        (!shown).then(|| (from, stream.clone()))
-    }
 }
 
 /// Parses a `PropertiesChanged` signal; `None` for other messages.
@@ -441,100 +419,6 @@ mod tests {
         assert!(failed.apply(&mut s));
         assert!(s.is_failed());
         assert_eq!(s.result.as_deref(), Some("signal"));
-    }
-
-    fn unit(active: &str, sub: &str) -> UnitStatus {
-        UnitStatus {
-            load_state: "loaded".into(),
-            active_state: active.into(),
-            sub_state: sub.into(),
-            ..Default::default()
-        }
-    }
-
-    fn to(active: &str, sub: &str) -> Change {
-        Change {
-            active_state: Some(active.into()),
-            sub_state: Some(sub.into()),
-            ..Default::default()
-        }
-    }
-
-    /// Stale changes handled as the supervisor does: `table` starts at the
-    /// read's state and takes each move told; returns the moves told.
-    fn stale_run(
-        stream: &mut UnitStatus,
-        table: &mut UnitStatus,
-        changes: &[Change],
-    ) -> Vec<String> {
-        let mut told = Vec::new();
-        for c in changes {
-            if let Some((from, to)) = c.skipped_move(stream, table) {
-                assert_eq!(
-                    (&from.active_state, &from.sub_state),
-                    (&table.active_state, &table.sub_state),
-                    "a told move starts where the table is"
-                );
-                told.push(format!("{}/{}", to.active_state, to.sub_state));
-                *table = to;
-            }
-        }
-        told
-    }
-
-    #[test]
-    fn a_stale_repeat_of_failed_after_a_restart_is_not_news() {
-        // Signals had the unit failed; the read caught it active after the
-        // restart; then systemd's repeats of `failed` sent around the
-        // restart job, and the start, all older than the read.
-        let mut stream = unit("failed", "failed");
-        let mut table = unit("active", "running");
-        let changes = [
-            to("failed", "failed"),
-            to("failed", "failed"),
-            to("active", "running"),
-        ];
-        assert_eq!(
-            stale_run(&mut stream, &mut table, &changes),
-            Vec::<String>::new()
-        );
-        assert!(table.is_active() && stream.is_active());
-    }
-
-    #[test]
-    fn a_failure_over_by_the_read_is_told_in_order() {
-        // Crashed and restarted by systemd's Restart= while the loop was
-        // busy: the read saw it active, only the signals saw it fail.
-        let mut stream = unit("active", "running");
-        let mut table = unit("active", "running");
-        let changes = [
-            to("failed", "failed"),
-            to("activating", "auto-restart"),
-            to("activating", "start"),
-            to("active", "running"),
-        ];
-        assert_eq!(
-            stale_run(&mut stream, &mut table, &changes),
-            [
-                "failed/failed",
-                "activating/auto-restart",
-                "activating/start",
-                "active/running"
-            ]
-        );
-        assert!(table.is_active(), "back at the read's state");
-    }
-
-    #[test]
-    fn a_failure_the_read_caught_first_is_not_told_twice() {
-        let mut stream = unit("active", "running");
-        let mut table = unit("failed", "failed");
-        let told = stale_run(&mut stream, &mut table, &[to("failed", "failed")]);
-        assert_eq!(told, Vec::<String>::new());
-        assert!(
-            stream.is_failed(),
-            "the stream follows the signal all the same"
-        );
     }
 
     #[test]

@@ -361,8 +361,19 @@ impl Config {
 /// elsewhere in the file (which the daemon, keeping its running config,
 /// survives) must not take the right to restart them away. A file that is
 /// not TOML at all names nothing.
+///
+/// polkitd runs this once per restart of a unit as shipped, inside the
+/// restart's time: so the document is parsed into toml's borrowed tree
+/// (`DeTable`, strings not copied) and only the `[[unit]]` tables are
+/// looked at, not built into a `toml::Table` of owned values.
 pub fn restartable_units(text: &str, path: &Path) -> Result<Vec<UnitName>, ConfigError> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| {
+    use toml::de::{DeTable, DeValue};
+    fn get<'a, 'i>(t: &'a DeTable<'i>, key: &str) -> Option<&'a DeValue<'i>> {
+        t.iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v.get_ref())
+    }
+    let doc = DeTable::parse(text).map_err(|e| {
         let (line, col) = line_col(text, e.span().map(|s| s.start).unwrap_or(0));
         ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -372,13 +383,13 @@ pub fn restartable_units(text: &str, path: &Path) -> Result<Vec<UnitName>, Confi
             message: e.message().trim().to_string(),
         }
     })?;
-    let units = table.get("unit").and_then(toml::Value::as_array);
+    let units = get(doc.get_ref(), "unit").and_then(DeValue::as_array);
     Ok(units
         .into_iter()
         .flatten()
-        .filter_map(toml::Value::as_table)
-        .filter(|u| u.get("restart").and_then(toml::Value::as_bool) != Some(false))
-        .filter_map(|u| UnitName::parse(u.get("name")?.as_str()?).ok())
+        .filter_map(|u| u.get_ref().as_table())
+        .filter(|u| get(u, "restart").and_then(DeValue::as_bool) != Some(false))
+        .filter_map(|u| UnitName::parse(get(u, "name")?.as_str()?).ok())
         .collect())
 }
 

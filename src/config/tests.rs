@@ -248,6 +248,23 @@ fn restartable_units_survive_mistakes_elsewhere() {
     assert_eq!(names(text).unwrap(), vec!["a.service"]);
     assert!(names("[[unit]\nname = ").is_err());
     assert_eq!(names("").unwrap(), Vec::<String>::new());
+    // Every form the daemon's own reading takes names the same units: an
+    // inline array of tables, an escaped name, a literal string.
+    let forms = "unit = [{ name = \"a\\u0040b.service\" }, { name = 'c.service', restart = true }, { name = \"d.service\", restart = false }]\n";
+    assert_eq!(
+        parse(forms)
+            .unwrap()
+            .units
+            .iter()
+            .filter(|u| u.restart)
+            .map(|u| u.name.to_string())
+            .collect::<Vec<_>>(),
+        names(forms).unwrap()
+    );
+    assert_eq!(names(forms).unwrap(), vec!["a@b.service", "c.service"]);
+    // A key given twice is not TOML: it names nothing, with where.
+    let twice = names("[[unit]]\nname = \"a.service\"\nname = \"b.service\"\n").unwrap_err();
+    assert!(twice.to_string().contains("u.toml:3:"), "{twice}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! `systemd::older`). Each move is handed to `on_transition`.
 
 use super::*;
+use crate::replay::Replay;
 
 impl Supervisor {
     /// Connects and subscribes; on failure records why and returns None.
@@ -85,7 +86,11 @@ impl Supervisor {
             if !status.is_failed() {
                 self.restarting.remove(&name);
             }
-            let prev = self.units.insert(name.clone(), status);
+            // Stale signals still queued are replayed against this read.
+            if let Some(r) = self.streamed.get_mut(&name) {
+                r.reread(status.clone());
+            }
+            let prev = self.units.insert(name.clone(), status.clone());
             if changed {
                 // The read is ahead of the signals here: keep where they
                 // had the unit (the oldest, if an earlier read moved it
@@ -93,7 +98,7 @@ impl Supervisor {
                 if let Some(p) = &prev {
                     self.streamed
                         .entry(name.clone())
-                        .or_insert_with(|| p.clone());
+                        .or_insert_with(|| Replay::new(p.clone(), status));
                 }
                 moved.push((name, prev));
             }
@@ -136,21 +141,18 @@ impl Supervisor {
 
     /// A change systemd sent before the last full read, whose newer state
     /// the table holds. Applied over the read it would take the unit back
-    /// in time, so it is held to the unit as the signals alone have shown
-    /// it (`Change::skipped_move`). No news (systemd repeats `failed` around
-    /// a `RestartUnit`) is dropped. A move the read skipped over (a crash
-    /// that systemd's `Restart=` had undone by the read) is told as if the
-    /// read had not been: the table follows the signals from there, and
-    /// the stale signals after it lead back to the read's state.
+    /// in time; dropped, it could hide a crash that systemd's `Restart=`
+    /// undid by the read. `Replay` tells which moves are news: those the
+    /// table then follows are reacted to as if the read had not been.
     async fn on_stale_change(&mut self, name: &str, change: &Change) {
         let Some(read) = self.units.get(name).cloned() else {
             return;
         };
-        let stream = self
+        let replay = self
             .streamed
             .entry(name.to_string())
-            .or_insert_with(|| read.clone());
-        let Some((from, moved)) = change.skipped_move(stream, &read) else {
+            .or_insert_with(|| Replay::new(read.clone(), read));
+        let Some(moved) = replay.step(change) else {
             log::debug!(
                 "{name}: signal {} is older than the last read and not news",
                 change.serial
@@ -158,16 +160,14 @@ impl Supervisor {
             return;
         };
         log::debug!(
-            "{name}: signal {} is older than the last read, which skipped {}/{}",
+            "{name}: signal {} is older than the last read, which did not show {}/{}",
             change.serial,
             moved.active_state,
             moved.sub_state
         );
-        // The table follows the signals from here: they agree again.
-        self.units.insert(name.to_string(), moved);
-        self.streamed.remove(name);
+        let from = self.units.insert(name.to_string(), moved);
         self.restarting.remove(name);
-        self.on_transition(name, Some(from)).await;
+        self.on_transition(name, from).await;
         self.persist();
         self.publish_soon();
     }
