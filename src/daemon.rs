@@ -148,6 +148,10 @@ pub struct Supervisor {
     /// to tell which of their moves are news (`replay`); no entry: no
     /// such signal since the read, and the signals agree with the table.
     streamed: HashMap<String, crate::replay::Replay>,
+    /// Whether each unit has systemd's `Restart=`, as read at its last
+    /// failure: the restart it leads to needs it again, 100 ms on, and a
+    /// second round trip there would delay it.
+    may_restart: HashMap<String, bool>,
     store: BackoffStore,
     dirty: bool,
     bus: Option<Systemd>,
@@ -203,6 +207,7 @@ impl Supervisor {
             restarting: HashMap::new(),
             listed_serial: None,
             streamed: HashMap::new(),
+            may_restart: HashMap::new(),
             store,
             dirty: false,
             bus: None,
@@ -256,12 +261,22 @@ impl Supervisor {
             // (At first sight with a restart already planned, this failure is
             // the one unitwatch knew of before it restarted: not news.)
             self.down.insert(name.to_string());
-            if prev.is_some() && self.systemd_may_restart(name).await {
+            // Both reads at once: each is a round trip to systemd between
+            // the signal and the failure told.
+            let (may_restart, result) = if prev.is_some() {
+                let (m, r) = tokio::join!(self.systemd_may_restart(name), self.read_result(name));
+                self.may_restart.insert(name.to_string(), m);
+                (m, r)
+            } else {
+                (false, self.read_result(name).await)
+            };
+            self.store_result(name, result);
+            if may_restart {
                 self.settling.insert(name.to_string(), now + SETTLE);
                 self.run_checks(Some(name));
                 return;
             }
-            self.announce_failure(name, now, false).await;
+            self.announce_failure(name, now, false);
         } else if cur.is_active() && self.down.remove(name) {
             Event::new(
                 Kind::UnitRecovered,
@@ -278,10 +293,11 @@ impl Supervisor {
         self.supervise_unit(name, now).await;
     }
 
-    /// Logs a failure (with systemd's `Result`, read now: it can arrive in a
-    /// separate signal after ActiveState) and records it.
-    async fn announce_failure(&mut self, name: &str, now: SystemTime, systemd_gave_up: bool) {
-        let result = self.fresh_result(name).await;
+    /// Logs a failure (with systemd's `Result` as the table has it: read
+    /// fresh by the caller, as it can arrive in a separate signal after
+    /// ActiveState) and records it.
+    fn announce_failure(&mut self, name: &str, now: SystemTime, systemd_gave_up: bool) {
+        let result = self.units.get(name).and_then(|u| u.result.clone());
         self.store.entry(name).record_failure(now);
         self.dirty = true;
         let result = result.unwrap_or_else(|| "unknown".into());
@@ -300,14 +316,21 @@ impl Supervisor {
     /// The unit's `Result`, read from systemd now (it can arrive in a
     /// separate signal after ActiveState), stored in the table.
     async fn fresh_result(&mut self, name: &str) -> Option<String> {
-        if let (Some(bus), Some(path)) = (&self.bus, self.paths.get(name)) {
-            if let Ok(Some(r)) = bus.result(name, path).await {
-                if let Some(s) = self.units.get_mut(name) {
-                    s.result = Some(r);
-                }
-            }
-        }
+        let r = self.read_result(name).await;
+        self.store_result(name, r);
         self.units.get(name).and_then(|u| u.result.clone())
+    }
+
+    /// The unit's `Result` as systemd has it now; None if it cannot say.
+    async fn read_result(&self, name: &str) -> Option<String> {
+        let (bus, path) = (self.bus.as_ref()?, self.paths.get(name)?);
+        bus.result(name, path).await.ok().flatten()
+    }
+
+    fn store_result(&mut self, name: &str, result: Option<String>) {
+        if let (Some(r), Some(s)) = (result, self.units.get_mut(name)) {
+            s.result = Some(r);
+        }
     }
 
     /// Failures that systemd did not take back within the settle window are
@@ -323,7 +346,8 @@ impl Supervisor {
         for name in due {
             self.settling.remove(&name);
             if self.units.get(&name).is_some_and(UnitStatus::is_failed) {
-                self.announce_failure(&name, now, true).await;
+                self.fresh_result(&name).await;
+                self.announce_failure(&name, now, true);
                 self.supervise_unit(&name, now).await;
             }
         }

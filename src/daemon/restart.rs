@@ -5,6 +5,18 @@
 use super::*;
 use crate::checks::Status;
 
+/// Is a restart job that unitwatch queued at `sent` still to be seen to
+/// run at `now`? Then a `failed` that a sweep reads is the state from
+/// before it, not a new failure. For [`RESTART_JOB_GRACE`] at most; a
+/// wall clock stepped back past `sent` ends it too, as the wait can no
+/// longer be measured and a unit left unrestarted is the worse mistake.
+fn restart_in_flight(sent: Option<SystemTime>, now: SystemTime) -> bool {
+    sent.is_some_and(|t| {
+        now.duration_since(t)
+            .is_ok_and(|waited| waited < RESTART_JOB_GRACE)
+    })
+}
+
 impl Supervisor {
     /// Does the unit have `Restart=` set, so that systemd may bring it back
     /// itself? Read at the failure, since the unit file may have changed.
@@ -51,11 +63,8 @@ impl Supervisor {
             }
             return;
         }
-        let restart_in_flight = self
-            .restarting
-            .get(name)
-            .is_some_and(|t| now.duration_since(*t).unwrap_or_default() < RESTART_JOB_GRACE);
-        if cur.is_failed() && !self.settling.contains_key(name) && !restart_in_flight {
+        let in_flight = restart_in_flight(self.restarting.get(name).copied(), now);
+        if cur.is_failed() && !self.settling.contains_key(name) && !in_flight {
             let reason = if cur.start_limit_hit() {
                 "start-limit-hit"
             } else {
@@ -194,10 +203,15 @@ impl Supervisor {
             // hourly cap take the limit's place. Each call is a polkit check
             // (a few ms), so it is made only where the counter can be spent:
             // units with Restart=, or that say start-limit-hit.
+            // Restart= as read at the failure; read again only when that
+            // was before this daemon started (a restart planned then).
             let status = self.units.get(&name);
             let needs_reset = status.is_some_and(UnitStatus::start_limit_hit)
                 || (status.is_some_and(UnitStatus::is_failed)
-                    && self.systemd_may_restart(&name).await);
+                    && match self.may_restart.get(&name) {
+                        Some(known) => *known,
+                        None => self.systemd_may_restart(&name).await,
+                    });
             if needs_reset {
                 if let Err(e) = bus.reset_failed(&name).await {
                     log::warn!(unitwatch_unit = name.as_str(); "{e}");
@@ -239,5 +253,35 @@ impl Supervisor {
         }
         self.persist();
         self.publish_soon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_in_flight_holds_for_the_grace_and_no_longer() {
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |ms: u64| sent + Duration::from_millis(ms);
+        assert!(!restart_in_flight(None, at(0)), "nothing sent");
+        assert!(restart_in_flight(Some(sent), at(0)));
+        assert!(restart_in_flight(Some(sent), at(4_999)));
+        assert!(
+            !restart_in_flight(Some(sent), at(5_000)),
+            "the grace is over"
+        );
+        assert!(!restart_in_flight(Some(sent), at(3_600_000)));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_ends_the_wait() {
+        // Before: the wait read as zero, so a step back of an hour held
+        // every failed unit unrestarted for that hour.
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert!(!restart_in_flight(
+            Some(sent),
+            sent - Duration::from_secs(3600)
+        ));
     }
 }
