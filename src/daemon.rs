@@ -99,12 +99,45 @@ fn fmt_delay(d: Duration) -> String {
     }
 }
 
+/// Where each watched unit's config is, and which checks restart it.
+#[derive(Default)]
+struct Index {
+    /// Unit name -> its position in `config.units`.
+    units: HashMap<String, usize>,
+    /// Unit name -> the positions in `checks` of those that restart it.
+    restart_checks: HashMap<String, Vec<usize>>,
+}
+
+impl Index {
+    fn new(config: &Config, checks: &[CheckDef]) -> Self {
+        let mut restart_checks: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, d) in checks.iter().enumerate() {
+            if let (true, Some(u)) = (d.restart, &d.unit) {
+                restart_checks.entry(u.clone()).or_default().push(i);
+            }
+        }
+        Index {
+            units: config
+                .units
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u.name.to_string(), i))
+                .collect(),
+            restart_checks,
+        }
+    }
+}
+
 /// Everything the supervisor knows; owned by the loop in [`run`].
 pub struct Supervisor {
     config_path: PathBuf,
     config: Config,
     policy: Policy,
     checks: Vec<CheckDef>,
+    /// Indexes over `config` and `checks`, rebuilt with them: a sweep asks
+    /// both for every unit, and a scan of 2,000 for each of 2,000 made
+    /// the sweep's CPU grow with the square of the units.
+    index: Index,
     /// One per check, in the order of `checks`.
     results: Vec<CheckResult>,
     flaps: Vec<Flap>,
@@ -189,6 +222,7 @@ impl Supervisor {
             config_path: config_path.to_path_buf(),
             policy: Policy::from(&config.backoff),
             checks: Vec::new(),
+            index: Index::new(&config, &[]),
             results: Vec::new(),
             flaps: Vec::new(),
             since: Vec::new(),
@@ -222,6 +256,11 @@ impl Supervisor {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The config of a watched unit, by the index (`Config::unit` scans).
+    fn unit_config(&self, name: &str) -> Option<&crate::config::UnitConfig> {
+        self.index.units.get(name).map(|&i| &self.config.units[i])
     }
 
     fn unit_names(&self) -> Vec<String> {
@@ -443,5 +482,38 @@ impl Supervisor {
             }
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_finds_each_units_config_and_only_the_checks_that_restart_it() {
+        let config = Config::parse(
+            "[[unit]]\nname = \"a.service\"\n[[unit]]\nname = \"b.service\"\n\
+             [[unit]]\nname = \"c.service\"\n\
+             [[heartbeat]]\npath = \"/run/b\"\nmax_age = \"1m\"\nrestart_unit = \"b.service\"\n\
+             [[heartbeat]]\npath = \"/run/c\"\nmax_age = \"1m\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let checks = checks::build_all(&config);
+        let ix = Index::new(&config, &checks);
+        for (i, u) in config.units.iter().enumerate() {
+            assert_eq!(ix.units[u.name.as_str()], i);
+        }
+        // The units' state checks do not restart; b's heartbeat does, and
+        // the heartbeat without restart_unit restarts nothing.
+        assert_eq!(ix.restart_checks.len(), 1, "{:?}", ix.restart_checks);
+        let b = &ix.restart_checks["b.service"];
+        assert_eq!(b.len(), 1);
+        assert!(checks[b[0]].restart && checks[b[0]].unit.as_deref() == Some("b.service"));
+        assert_eq!(
+            checks.iter().filter(|d| d.restart).count(),
+            1,
+            "every restarting check is in the index"
+        );
     }
 }

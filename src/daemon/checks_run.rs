@@ -44,6 +44,7 @@ impl Supervisor {
         self.generation += 1;
         self.runner = Some(Runner::start(&defs, self.generation));
         self.stale = vec![false; defs.len()];
+        self.index = Index::new(&self.config, &defs);
         self.checks = defs;
         self.results = results;
         self.flaps = flaps;
@@ -188,10 +189,9 @@ impl Supervisor {
     pub(super) fn healthy(&self, unit: &str) -> bool {
         self.units.get(unit).is_some_and(UnitStatus::is_active)
             && self
-                .checks
-                .iter()
-                .zip(&self.results)
-                .filter(|(d, _)| d.restart && d.unit.as_deref() == Some(unit))
-                .all(|(_, r)| r.status == Status::Pass)
+                .index
+                .restart_checks
+                .get(unit)
+                .is_none_or(|ix| ix.iter().all(|&i| self.results[i].status == Status::Pass))
     }
 }

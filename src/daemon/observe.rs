@@ -78,8 +78,11 @@ impl Supervisor {
         // run during a reaction see every unit's current state.
         let mut moved = Vec::new();
         for (name, path, status) in fresh {
-            self.by_path.insert(path.clone(), name.clone());
-            self.paths.insert(name.clone(), path);
+            // A unit's object path follows from its name: known once seen.
+            if !self.paths.contains_key(&name) {
+                self.by_path.insert(path.clone(), name.clone());
+                self.paths.insert(name.clone(), path);
+            }
             let changed = self.units.get(&name).is_none_or(|p| {
                 (&p.active_state, &p.sub_state) != (&status.active_state, &status.sub_state)
             });

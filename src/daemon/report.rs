@@ -19,10 +19,15 @@ pub async fn read_units(
     let names: Vec<String> = config.units.iter().map(|u| u.name.to_string()).collect();
     let (listed, serial) = bus.list(&names).await?;
     let mut out = Vec::with_capacity(listed.len());
-    for l in listed {
-        let wants_memory = config
-            .unit(&l.name)
-            .is_some_and(|u| u.memory_warn.is_some() || u.memory_crit.is_some());
+    for (i, l) in listed.into_iter().enumerate() {
+        // systemd answers in the order asked: the row's own config is at
+        // the same position (a scan per row made each sweep quadratic).
+        let cfg = config
+            .units
+            .get(i)
+            .filter(|u| u.name.as_str() == l.name)
+            .or_else(|| config.unit(&l.name));
+        let wants_memory = cfg.is_some_and(|u| u.memory_warn.is_some() || u.memory_crit.is_some());
         let active = l.active_state == "active" || l.active_state == "reloading";
         let before = prev.get(&l.name);
         let result = if !active && l.load_state != "not-found" {

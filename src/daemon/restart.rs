@@ -31,7 +31,7 @@ impl Supervisor {
 
     /// Decides on one unit: plan a restart, note health, or leave it.
     pub(super) async fn supervise_unit(&mut self, name: &str, now: SystemTime) {
-        let Some(cfg) = self.config.unit(name) else {
+        let Some(cfg) = self.unit_config(name) else {
             return;
         };
         if !cfg.restart {
@@ -81,15 +81,13 @@ impl Supervisor {
     /// for the check's grace (a fresh start gets time to come up).
     pub(super) async fn check_restart(&mut self, name: &str, now: SystemTime) {
         let failing: Vec<(String, Duration, &'static str)> = self
-            .checks
-            .iter()
-            .zip(&self.results)
-            .filter(|(d, r)| {
-                d.restart
-                    && d.unit.as_deref() == Some(name)
-                    && !r.pending
-                    && r.status != Status::Pass
-            })
+            .index
+            .restart_checks
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| (&self.checks[i], &self.results[i]))
+            .filter(|(_, r)| !r.pending && r.status != Status::Pass)
             .map(|(d, _)| (d.id.key(), d.grace, d.restart_reason))
             .collect();
         let Some(grace) = failing.iter().map(|s| s.1).max() else {
@@ -173,7 +171,7 @@ impl Supervisor {
             .units
             .iter()
             .filter_map(|(n, u)| u.pending_restart_at.map(|t| (n, t.0)))
-            .filter(|(n, _)| self.config.unit(n).is_some_and(|u| u.restart))
+            .filter(|(n, _)| self.unit_config(n).is_some_and(|u| u.restart))
             .map(|(_, t)| t)
             .min()
     }
@@ -187,7 +185,7 @@ impl Supervisor {
             .iter()
             .filter(|(n, u)| {
                 u.pending_restart_at.is_some_and(|t| t.0 <= now)
-                    && self.config.unit(n).is_some_and(|c| c.restart)
+                    && self.unit_config(n).is_some_and(|c| c.restart)
             })
             .map(|(n, _)| n.clone())
             .collect();
