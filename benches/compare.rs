@@ -105,24 +105,35 @@ fn scrape_ms(sb: &Sandbox, url: &str, n: usize) -> f64 {
         * 1000.0
 }
 
-struct Row {
-    n: usize,
+/// One variant's kills (as shipped, or as root), from [`Samples`].
+struct Restarts {
+    /// exit -> `unit-failed`.
     detect: Summary,
-    restart: Summary,
+    /// exit -> active again.
+    total: Summary,
     /// exit -> `unit-restarted` minus the delay: unitwatch's part.
     ours: Summary,
     /// `unit-restarted` -> active: systemd's part.
     systemd: Summary,
+}
+
+impl Restarts {
+    fn of(s: Samples) -> Self {
+        Restarts {
+            detect: Summary::of(s.detect),
+            total: Summary::of(s.overhead.iter().map(|o| o + measure::DELAY_MS).collect()),
+            ours: Summary::of(s.restart),
+            systemd: Summary::of(s.systemd_start),
+        }
+    }
+}
+
+struct Row {
+    n: usize,
+    shipped: Restarts,
+    root: Restarts,
     /// systemd's own `Restart=always RestartSec=100ms`: exit -> active.
     systemd_restart: Summary,
-    /// unitwatch as root: exit -> active.
-    root_restart: Summary,
-    /// As root: exit -> `unit-restarted` minus the delay, and
-    /// `unit-restarted` -> active.
-    root_ours: Summary,
-    root_systemd: Summary,
-    /// As root: exit -> `unit-failed` (the detection), for the breakdown.
-    root_detect: Summary,
     idle_1s: (f64, u64),
     idle_10s: (f64, u64),
     scrape_ms: f64,
@@ -232,15 +243,9 @@ fn measure(
     peers::stop(sb, "nodeexp-bench");
     Row {
         n,
-        detect: Summary::of(s.detect),
-        restart: Summary::of(s.overhead.iter().map(|o| o + measure::DELAY_MS).collect()),
-        ours: Summary::of(s.restart),
-        systemd: Summary::of(s.systemd_start),
+        shipped: Restarts::of(s),
+        root: Restarts::of(r),
         systemd_restart: Summary::of(systemd_restart),
-        root_restart: Summary::of(r.overhead.iter().map(|o| o + measure::DELAY_MS).collect()),
-        root_ours: Summary::of(r.restart),
-        root_systemd: Summary::of(r.systemd_start),
-        root_detect: Summary::of(r.detect),
         idle_1s,
         idle_10s,
         scrape_ms: scrape,
@@ -313,15 +318,14 @@ fn monit_median(r: &Row) -> Option<f64> {
 fn report(rows: &[Row]) {
     println!("\n-- detection: systemd's exit line -> unit-failed (target: median <= 2 ms, p99 <= 10 ms at every N; below 200 kills the max stands in for the p99)");
     for r in rows {
+        let d = &r.shipped.detect;
         println!(
             "N = {:>4}: median {:.2} ms, p99 {}, max {:.2} ms: {}",
             r.n,
-            r.detect.median,
-            r.detect
-                .p99
-                .map_or("-".to_string(), |p| format!("{p:.2} ms")),
-            r.detect.max,
-            verdict(r.detect.median <= 2.0 && r.detect.p99.unwrap_or(r.detect.max) <= 10.0)
+            d.median,
+            d.p99.map_or("-".to_string(), |p| format!("{p:.2} ms")),
+            d.max,
+            verdict(d.median <= 2.0 && d.p99.unwrap_or(d.max) <= 10.0)
         );
     }
     println!("\n-- restart: exit line -> active again, median / max (100 ms delay for unitwatch and systemd; monit restarts at its next 1 s cycle)");
@@ -331,24 +335,24 @@ fn report(rows: &[Row]) {
         let monit = monit_median(r);
         let missed = r.monit_restart.iter().filter(|t| t.is_none()).count();
         let monit_text = match monit {
-            Some(m) => format!("{m:.0} ms ({:.1}x unitwatch's)", m / r.restart.median),
+            Some(m) => format!("{m:.0} ms ({:.1}x unitwatch's)", m / r.shipped.total.median),
             None => format!(
                 "{missed} of {} kills not restarted within 6 s",
                 r.monit_restart.len()
             ),
         };
-        let faster = r.restart.median < r.systemd_restart.median
-            && r.root_restart.median < r.systemd_restart.median;
-        let vs_monit = monit.is_none_or(|m| m >= 4.0 * r.restart.median);
+        let faster = r.shipped.total.median < r.systemd_restart.median
+            && r.root.total.median < r.systemd_restart.median;
+        let vs_monit = monit.is_none_or(|m| m >= 4.0 * r.shipped.total.median);
         println!(
             "| {} | {:.1} / {:.1} ms: {} | {:.1} / {:.1} ms: {} | {:.1} / {:.1} ms | {} | faster than systemd's: {}; >= 4x monit's: {} |",
             r.n,
-            r.restart.median,
-            r.restart.max,
-            verdict(r.restart.median <= 125.0),
-            r.root_restart.median,
-            r.root_restart.max,
-            verdict(r.root_restart.median <= 120.0),
+            r.shipped.total.median,
+            r.shipped.total.max,
+            verdict(r.shipped.total.median <= 125.0),
+            r.root.total.median,
+            r.root.total.max,
+            verdict(r.root.total.median <= 120.0),
             r.systemd_restart.median,
             r.systemd_restart.max,
             monit_text,
@@ -361,12 +365,12 @@ fn report(rows: &[Row]) {
         println!(
             "N = {:>4}: as shipped: detection {:.2} ms, unitwatch {:.2} ms, systemd {:.2} ms; as root: detection {:.2} ms, unitwatch {:.2} ms, systemd {:.2} ms",
             r.n,
-            r.detect.median,
-            r.ours.median,
-            r.systemd.median,
-            r.root_detect.median,
-            r.root_ours.median,
-            r.root_systemd.median
+            r.shipped.detect.median,
+            r.shipped.ours.median,
+            r.shipped.systemd.median,
+            r.root.detect.median,
+            r.root.ours.median,
+            r.root.systemd.median
         );
     }
     println!(

@@ -36,10 +36,6 @@ fn class(s: &UnitStatus) -> Option<bool> {
     }
 }
 
-fn same_state(a: &UnitStatus, b: &UnitStatus) -> bool {
-    (&a.active_state, &a.sub_state) == (&b.active_state, &b.sub_state)
-}
-
 /// One unit's signals, older than the last read, replayed against it.
 #[derive(Debug, Clone)]
 pub struct Replay {
@@ -75,22 +71,19 @@ impl Replay {
         if !change.apply(&mut self.stream) {
             return None;
         }
-        let at_read = same_state(&self.stream, &self.read);
-        if !self.telling {
-            let news = class(&self.stream).is_some_and(|c| class(&self.read) != Some(c));
-            if at_read || !news {
-                return None;
-            }
-            self.telling = true;
+        let at_read = self.stream.same_state(&self.read);
+        let news = class(&self.stream).is_some_and(|c| class(&self.read) != Some(c));
+        if !self.telling && (at_read || !news) {
+            return None;
         }
-        if at_read {
-            self.telling = false;
-        }
+        // Told; the telling goes on until the stream is back at the read.
+        self.telling = !at_read;
         Some(self.stream.clone())
     }
 
     /// Where the signals alone have the unit.
-    pub fn stream(&self) -> &UnitStatus {
+    #[cfg(test)]
+    fn stream(&self) -> &UnitStatus {
         &self.stream
     }
 }
@@ -124,7 +117,7 @@ mod tests {
         let mut told = Vec::new();
         for c in changes {
             if let Some(to) = r.step(c) {
-                assert!(!same_state(&to, &table), "a told move moves the table");
+                assert!(!to.same_state(&table), "a told move moves the table");
                 told.push(format!("{}/{}", to.active_state, to.sub_state));
                 table = to;
             }

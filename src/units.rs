@@ -26,6 +26,10 @@ pub struct UnitStatus {
 }
 
 impl UnitStatus {
+    /// Same ActiveState and SubState: what a move of the unit changes.
+    pub fn same_state(&self, other: &UnitStatus) -> bool {
+        (&self.active_state, &self.sub_state) == (&other.active_state, &other.sub_state)
+    }
     pub fn is_active(&self) -> bool {
         self.active_state == "active" || self.active_state == "reloading"
     }

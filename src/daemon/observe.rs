@@ -83,9 +83,7 @@ impl Supervisor {
                 self.by_path.insert(path.clone(), name.clone());
                 self.paths.insert(name.clone(), path);
             }
-            let changed = self.units.get(&name).is_none_or(|p| {
-                (&p.active_state, &p.sub_state) != (&status.active_state, &status.sub_state)
-            });
+            let changed = self.units.get(&name).is_none_or(|p| !p.same_state(&status));
             if !status.is_failed() {
                 self.restarting.remove(&name);
             }
@@ -93,15 +91,16 @@ impl Supervisor {
             if let Some(r) = self.streamed.get_mut(&name) {
                 r.reread(status.clone());
             }
-            let prev = self.units.insert(name.clone(), status.clone());
+            let prev = self.units.insert(name.clone(), status);
             if changed {
                 // The read is ahead of the signals here: keep where they
                 // had the unit (the oldest, if an earlier read moved it
                 // too), for the stale ones still queued.
                 if let Some(p) = &prev {
+                    let read = &self.units[&name];
                     self.streamed
                         .entry(name.clone())
-                        .or_insert_with(|| Replay::new(p.clone(), status));
+                        .or_insert_with(|| Replay::new(p.clone(), read.clone()));
                 }
                 moved.push((name, prev));
             }
