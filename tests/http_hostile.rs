@@ -258,10 +258,13 @@ fn a_slowloris_past_the_cap_does_not_keep_health_from_new_clients() {
     );
 }
 
-/// One address opens connections as fast as it can and holds the newest
-/// 2,000. It only ever sheds its own: an ordinary client is answered, and
-/// another peer's kept-alive connection, idle since before the flood,
-/// survives it.
+/// One address opens connections as fast as it can for the whole attack
+/// (some 20,000 a second here) and holds the newest 2,000. It only ever
+/// sheds its own: an ordinary client is answered, and another peer's
+/// kept-alive connection, idle since before the flood, survives it. With a
+/// listen queue of 1,024 the flood filled it between turns of the accept
+/// loop, and a probe whose SYN met the full queue waited the kernel's 1 s
+/// for its second SYN (CI saw 1.10 s).
 #[test]
 fn a_connection_flood_from_one_address_sheds_only_its_own() {
     let s = start();
@@ -276,7 +279,7 @@ fn a_connection_flood_from_one_address_sheds_only_its_own() {
     let flood = attack(&stop, move |stop| {
         let mut held = VecDeque::new();
         let mut opened = 0;
-        while !stop.load(Ordering::Relaxed) && opened < 20_000 {
+        while !stop.load(Ordering::Relaxed) {
             if let Ok(c) = connect_to(port, Ipv4Addr::new(127, 0, 0, 20)) {
                 held.push_back(c);
                 opened += 1;

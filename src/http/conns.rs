@@ -25,6 +25,11 @@
 //! - A header deadline that shrinks under pressure still leaves new
 //!   clients waiting for it to run out, and cuts slow honest links first.
 //!
+//! The accept loop drains a listen queue as long as the kernel allows
+//! (`net.core.somaxconn`): a flood that fills it between two turns of the
+//! loop gets everyone's SYNs dropped, a new client's too, and a client sends
+//! its SYN again only after a second.
+//!
 //! A new client's connection is the youngest, so it is the last to go; an
 //! attacker must open more connections than the cap between its accept and
 //! its request (well under a millisecond on loopback) to shed it.

@@ -237,7 +237,12 @@ pub fn listeners(listen: &[String]) -> Result<Vec<std::net::TcpListener>, HttpEr
                 sock.set_reuse_address(true)?;
                 sock.set_nonblocking(true)?;
                 sock.bind(&addr.into())?;
-                sock.listen(1024)?;
+                // The kernel's own cap (net.core.somaxconn, 4096 by default)
+                // and no lower, as systemd sets its sockets' Backlog=: a
+                // flood fills the accept queue between two turns of the
+                // accept loop, and a new client's SYN that meets a full
+                // queue is dropped and sent again only a second later.
+                sock.listen(i32::MAX)?;
                 Ok(sock.into())
             };
             bind(a).map_err(|source| HttpError::Bind {
@@ -419,6 +424,37 @@ mod tests {
         // Both answer a connection.
         std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         std::net::TcpStream::connect(("::1", port)).unwrap();
+    }
+
+    /// The listen queue holds as many connections as the kernel allows, not
+    /// 1,024: a flood that fills it gets a new client's SYN dropped, and
+    /// that client waits a second for its next one. Nothing is accepted
+    /// here, so every connection past the queue's length would time out.
+    #[test]
+    fn the_listen_queue_is_the_kernels_largest() {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Past the old 1,024, within the kernel's cap and the descriptors.
+        let n = somaxconn.min(3000);
+        assert!(
+            n > 1100,
+            "net.core.somaxconn is {somaxconn}: too low to tell"
+        );
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+        assert!(hard as usize > n + 64, "RLIMIT_NOFILE {hard} is too low");
+        let ls = listeners(&["127.0.0.1:0".to_string()]).unwrap_or_else(|e| panic!("{e}"));
+        let to = ls[0].local_addr().unwrap();
+        let mut held = Vec::with_capacity(n);
+        for i in 0..n {
+            let c = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(500))
+                .unwrap_or_else(|e| panic!("connection {i} of {n} was not queued: {e}"));
+            held.push(c);
+        }
     }
 
     #[test]
