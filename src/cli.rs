@@ -100,6 +100,17 @@ pub enum ConfigCommand {
     /// unitwatch user restart a unit; only the [[unit]] tables are read, so
     /// a mistake elsewhere does not stop restarts.
     Watches { unit: String },
+    /// Print the polkit rule that lists the units watched with `restart =
+    /// true`, so that polkit allows their restarts without asking `config
+    /// watches` each time; with --output, write it there instead (atomically,
+    /// mode 0644). The service runs it as root at each start and reload,
+    /// into /etc/polkit-1/rules.d/49-unitwatch-units.rules. The file is read
+    /// as `config watches` reads it.
+    PolkitRules {
+        /// The rules file to write (its directory must exist).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +166,18 @@ pub fn watches(
     Ok(Ok(crate::config::restartable_units(&text, path)?
         .iter()
         .any(|u| u.as_str() == unit)))
+}
+
+/// `config polkit-rules`: the rules file listing the units that `config
+/// watches` would allow, read as it reads the file.
+pub fn polkit_rules(path: &Path) -> Result<String, crate::config::ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let units = crate::config::restartable_units(&text, path)?;
+    Ok(crate::polkit::rules(path, &units))
 }
 
 /// `alert test`: the report, and whether every channel took its alert.

@@ -15,6 +15,7 @@ pub mod http;
 pub mod logging;
 pub mod manual;
 pub mod notify;
+pub mod polkit;
 pub mod replay;
 pub mod snapshot;
 pub mod systemd;

@@ -172,6 +172,7 @@ pub fn unitwatchd_page() -> std::io::Result<Vec<u8>> {
     paragraphs(&mut r, &[
         "unitwatch.service is Type=notify: READY=1 after the first sweep; WATCHDOG=1 only when a sweep completes, so a hung loop is killed and restarted (WatchdogSec=30s); STATUS= a one-line summary that systemctl status shows.",
         "The service runs as the system user unitwatch with no capabilities. Restarting a unit is a request to systemd that polkit authorizes: the shipped rule asks unitwatchd config watches UNIT, so only units the configuration names with restart = true can be started, restarted or reset, and nothing can be stopped.",
+        "At each start and reload (systemctl reload unitwatch, not a bare SIGHUP) the service runs unitwatchd config polkit-rules as root, which writes those units' list to /etc/polkit-1/rules.d/49-unitwatch-units.rules: polkit answers for a listed unit from it, without spawning config watches, which takes tens of milliseconds of each restart on a busy host. A unit added to the file since is allowed through the shipped rule; one taken out stays allowed until the reload, as the running daemon still watches it. Removing the package removes the list.",
     ]);
 
     section(&mut r, "JOURNAL FIELDS");

@@ -137,6 +137,8 @@ fn apt_install(sb: &Sandbox, what: &str) -> String {
     ))
 }
 
+/// The polkit list the service writes as root (`config polkit-rules`).
+const LIST: &str = "/etc/polkit-1/rules.d/49-unitwatch-units.rules";
 const PKLA: &str = "/var/lib/polkit-1/localauthority/10-vendor.d/unitwatch.pkla";
 
 /// Ubuntu 22.04's polkit (policykit-1 0.105) reads no JavaScript rules: the
@@ -425,6 +427,14 @@ fn install_upgrade_purge() {
     sb.wait_for("/health 200 after upgrade", Duration::from_secs(10), || {
         (sb.curl("http://127.0.0.1:8080/health").0 == 200).then_some(())
     });
+    // This version's service writes, as root at its start, the list polkit
+    // answers from (the previous release had none), with the operator's
+    // unit in it.
+    let listed = sb
+        .read(LIST)
+        .expect("the service writes the polkit list at start and reload");
+    assert!(listed.contains("\"worker.service\""), "{listed}");
+    assert_eq!(sb.ok(&format!("stat -c '%U %a' {LIST}")).trim(), "root 644");
     // Unit names shaped like options, which systemd accepts: this
     // version's rule passes them after "--", so none is read as a flag
     // (`-h` and `-V` exit 0, as --help and --version, which allowed them:
@@ -487,6 +497,10 @@ fn install_upgrade_purge() {
 
     // Remove: services stopped, config and state kept.
     sb.ok("apt-get remove -y unitwatch");
+    assert!(
+        !sb.path(LIST).exists(),
+        "the polkit list outlived the package"
+    );
     for u in ["unitwatch", "unitwatch-http", "unitwatch-http.socket"] {
         assert_eq!(sb.prop(u, "ActiveState"), "inactive", "{u}");
     }

@@ -96,6 +96,27 @@ fn main() -> ExitCode {
                 EXIT_CONFIG
             }
         },
+        Command::Config {
+            command: ConfigCommand::PolkitRules { output },
+        } => match unitwatch::cli::polkit_rules(&cli.config) {
+            Ok(rules) => match output {
+                None => {
+                    print!("{rules}");
+                    0
+                }
+                Some(out) => match unitwatch::fsutil::write_atomic(&out, rules.as_bytes(), 0o644) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("unitwatchd: {e}");
+                        1
+                    }
+                },
+            },
+            Err(e) => {
+                eprintln!("unitwatchd: {e}");
+                EXIT_CONFIG
+            }
+        },
         Command::Backoff { command } => match load(&cli.config) {
             Ok(config) => {
                 let out = match command {

@@ -231,6 +231,7 @@ fn unitwatchd_page_lists_every_command_and_event() {
         "unitwatchd check",
         "unitwatchd config check",
         "unitwatchd config watches",
+        "unitwatchd config polkit-rules",
         "unitwatchd backoff show",
         "unitwatchd backoff reset",
         "unitwatchd alert test",

@@ -263,18 +263,22 @@ impl Sandbox {
         });
     }
 
-    /// Installs unitwatch.service from `systemd/` (its ExecStart pointed at
-    /// the built binary), writes `config`, and starts it.
+    /// Installs unitwatch.service from `systemd/` (every command pointed at
+    /// the built binary, so its ExecStartPre= and ExecReload= run as
+    /// shipped: the config check, and the polkit list as root), writes
+    /// `config`, and starts it.
     pub fn start_unitwatch(&self, config: &str, dropin: &str) {
         self.install_unitwatch_user();
         self.write("/etc/unitwatch/unitwatch.toml", config);
-        let unit = std::fs::read_to_string(repo().join("systemd/unitwatch.service")).unwrap();
-        self.write("/etc/systemd/system/unitwatch.service", &unit);
         let bin = unitwatchd_bin();
+        let unit = std::fs::read_to_string(repo().join("systemd/unitwatch.service"))
+            .unwrap()
+            .replace("/usr/bin/unitwatchd", &bin.display().to_string());
+        self.write("/etc/systemd/system/unitwatch.service", &unit);
         self.write(
             "/etc/systemd/system/unitwatch.service.d/test.conf",
             &format!(
-                "[Service]\nExecStartPre=\nExecStartPre={0} config check\nExecStart=\nExecStart={0} run\n{dropin}\n",
+                "[Service]\nExecStart=\nExecStart={0} run\n{dropin}\n",
                 bin.display()
             ),
         );
