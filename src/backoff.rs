@@ -164,6 +164,21 @@ impl UnitBackoff {
     /// Plans a restart of a failed unit: after the current delay, unless the
     /// per-hour cap is reached or a restart is already planned.
     pub fn plan_restart(&mut self, now: SystemTime, policy: &Policy, reason: &str) -> Decision {
+        self.plan_restart_since(now, now, policy, reason)
+    }
+
+    /// [`plan_restart`](Self::plan_restart), the delay counted from
+    /// `failed`, systemd's own timestamp of the failure, rather than from
+    /// when unitwatch heard of it: the time the signal took to arrive is not
+    /// added to the unit's downtime. Never from later than `now` (a clock
+    /// stepped back); a failure older than the delay is due at once.
+    pub fn plan_restart_since(
+        &mut self,
+        now: SystemTime,
+        failed: SystemTime,
+        policy: &Policy,
+        reason: &str,
+    ) -> Decision {
         self.healthy_since = None;
         self.prune(now);
         if let Some(at) = self.pending_restart_at {
@@ -182,7 +197,7 @@ impl UnitBackoff {
         }
         self.limited_since = None;
         let delay = self.next_delay(policy);
-        let at = now + delay;
+        let at = failed.min(now) + delay;
         self.pending_restart_at = Some(Timestamp(at));
         self.pending_reason = Some(reason.to_string());
         Decision::Schedule {
@@ -361,6 +376,33 @@ mod tests {
 
     fn t(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    #[test]
+    fn the_delay_counts_from_the_failure_not_from_its_news() {
+        let p = policy();
+        let mut u = UnitBackoff::default();
+        let failed = t(10);
+        let heard = failed + Duration::from_millis(4);
+        match u.plan_restart_since(heard, failed, &p, "failed") {
+            Decision::Schedule { at, delay, .. } => {
+                assert_eq!(delay, p.initial);
+                assert_eq!(at, failed + p.initial);
+            }
+            d => panic!("{d:?}"),
+        }
+        // A failure stamped after now (the clock stepped back): from now.
+        let mut u = UnitBackoff::default();
+        match u.plan_restart_since(t(10), t(20), &p, "failed") {
+            Decision::Schedule { at, .. } => assert_eq!(at, t(10) + p.initial),
+            d => panic!("{d:?}"),
+        }
+        // Heard of later than the delay: due at once (in the past).
+        let mut u = UnitBackoff::default();
+        match u.plan_restart_since(t(100), t(10), &p, "failed") {
+            Decision::Schedule { at, .. } => assert!(at < t(100), "{at:?}"),
+            d => panic!("{d:?}"),
+        }
     }
 
     #[test]

@@ -185,6 +185,10 @@ pub struct Supervisor {
     /// failure: the restart it leads to needs it again, 100 ms on, and a
     /// second round trip there would delay it.
     may_restart: HashMap<String, bool>,
+    /// When systemd says a unit failed (the signal's `StateChangeTimestamp`),
+    /// from the failure's signal until the restart it leads to is planned:
+    /// the backoff's delay counts from it.
+    failed_at: HashMap<String, SystemTime>,
     store: BackoffStore,
     dirty: bool,
     bus: Option<Systemd>,
@@ -242,6 +246,7 @@ impl Supervisor {
             listed_serial: None,
             streamed: HashMap::new(),
             may_restart: HashMap::new(),
+            failed_at: HashMap::new(),
             store,
             dirty: false,
             bus: None,
@@ -271,10 +276,18 @@ impl Supervisor {
             .collect()
     }
 
-    /// A unit's ActiveState or SubState changed (or was seen the first time).
-    async fn on_transition(&mut self, name: &str, prev: Option<UnitStatus>) {
+    /// A unit's ActiveState or SubState changed (or was seen the first time),
+    /// at `changed_at` by systemd's clock when a signal said so.
+    async fn on_transition(
+        &mut self,
+        name: &str,
+        prev: Option<UnitStatus>,
+        changed_at: Option<SystemTime>,
+    ) {
         let now = SystemTime::now();
         let cur = self.units[name].clone();
+        // Only the move into `failed` that a restart will follow keeps it.
+        self.failed_at.remove(name);
         let was = |f: fn(&UnitStatus) -> bool| prev.as_ref().is_some_and(f);
         // Any move ends a settle window; a new failure opens a new one below.
         self.settling.remove(name);
@@ -300,6 +313,9 @@ impl Supervisor {
             // (At first sight with a restart already planned, this failure is
             // the one unitwatch knew of before it restarted: not news.)
             self.down.insert(name.to_string());
+            if let Some(t) = changed_at {
+                self.failed_at.insert(name.to_string(), t);
+            }
             // Both reads at once: each is a round trip to systemd between
             // the signal and the failure told.
             let (may_restart, result) = if prev.is_some() {

@@ -1,7 +1,8 @@
 //! Supervisor events, logged with structured fields.
 //!
 //! Under journald each event carries `UNITWATCH_EVENT`, `UNITWATCH_UNIT`,
-//! `UNITWATCH_CHECK`, `UNITWATCH_SEVERITY` and `UNITWATCH_DELAY_MS`, so
+//! `UNITWATCH_CHECK`, `UNITWATCH_SEVERITY`, `UNITWATCH_DELAY_MS` and
+//! `UNITWATCH_DUE_USEC` (where they apply), so
 //! `journalctl -u unitwatch UNITWATCH_UNIT=worker.service` tells one unit's
 //! story. The fields are prefixed because systemd owns `UNIT=`.
 
@@ -193,6 +194,10 @@ pub struct Event {
     pub unit: Option<String>,
     pub check: Option<String>,
     pub delay_ms: Option<u64>,
+    /// When a planned restart is due, in µs since the epoch: the delay
+    /// counts from systemd's own timestamp of the failure where a signal
+    /// carried it, so this is that timestamp plus the delay.
+    pub due_usec: Option<u64>,
     pub message: String,
     /// For the journal and the OTLP export only, not for alert channels:
     /// steps another event already tells a person about.
@@ -207,6 +212,7 @@ impl Event {
             unit: None,
             check: None,
             delay_ms: None,
+            due_usec: None,
             message: message.into(),
             quiet: false,
         }
@@ -237,6 +243,14 @@ impl Event {
         self
     }
 
+    pub fn due(mut self, at: SystemTime) -> Self {
+        self.due_usec = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_micros() as u64);
+        self
+    }
+
     /// Logs the event through whichever logger is installed.
     pub fn emit(&self) {
         let mut fields: Vec<(&str, Field<'_>)> = vec![
@@ -251,6 +265,9 @@ impl Event {
         }
         if let Some(d) = self.delay_ms {
             fields.push(("unitwatch_delay_ms", Field::U64(d)));
+        }
+        if let Some(t) = self.due_usec {
+            fields.push(("unitwatch_due_usec", Field::U64(t)));
         }
         let kvs = Fields(&fields);
         log::logger().log(

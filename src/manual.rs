@@ -176,7 +176,7 @@ pub fn unitwatchd_page() -> std::io::Result<Vec<u8>> {
     ]);
 
     section(&mut r, "JOURNAL FIELDS");
-    paragraphs(&mut r, &["Every event carries UNITWATCH_EVENT and UNITWATCH_SEVERITY (info, warning, error, critical), and where they apply UNITWATCH_UNIT, UNITWATCH_CHECK and UNITWATCH_DELAY_MS; filter on them with journalctl -u unitwatch UNITWATCH_UNIT=worker.service. The events:"]);
+    paragraphs(&mut r, &["Every event carries UNITWATCH_EVENT and UNITWATCH_SEVERITY (info, warning, error, critical), and where they apply UNITWATCH_UNIT, UNITWATCH_CHECK, UNITWATCH_DELAY_MS (a restart's backoff delay) and UNITWATCH_DUE_USEC (restart-scheduled: when the restart is due, in microseconds since the epoch: the failure's own time plus the delay); filter on them with journalctl -u unitwatch UNITWATCH_UNIT=worker.service. The events:"]);
     for kind in Kind::ALL {
         item(&mut r, vec![bold(kind.as_str())], kind.describe());
     }

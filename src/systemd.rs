@@ -72,6 +72,18 @@ pub struct Change {
     pub sub_state: Option<String>,
     pub result: Option<String>,
     pub n_restarts: Option<u32>,
+    /// `StateChangeTimestamp`, µs since the epoch: when systemd moved the
+    /// unit (for a failure, the moment it saw the main process exit).
+    pub state_change_usec: Option<u64>,
+}
+
+impl Change {
+    /// When systemd moved the unit, if the signal says.
+    pub fn changed_at(&self) -> Option<SystemTime> {
+        self.state_change_usec
+            .filter(|&us| us > 0)
+            .map(|us| SystemTime::UNIX_EPOCH + Duration::from_micros(us))
+    }
 }
 
 impl Change {
@@ -116,6 +128,10 @@ pub fn parse_change(msg: &Message) -> Option<Change> {
         Some(Variant::U32(n)) => Some(*n),
         _ => None,
     };
+    let state_change_usec = match props.get("StateChangeTimestamp").map(|v| &**v) {
+        Some(Variant::U64(n)) => Some(*n),
+        _ => None,
+    };
     Some(Change {
         path,
         serial: msg.primary_header().serial_num().get(),
@@ -124,6 +140,7 @@ pub fn parse_change(msg: &Message) -> Option<Change> {
         sub_state: string("SubState"),
         result: string("Result"),
         n_restarts,
+        state_change_usec,
     })
 }
 

@@ -159,3 +159,60 @@ fn a_crash_the_read_caught_in_auto_restart_is_told_once() {
     let sb = selfheal_read_late("order-autorestart", "1500ms");
     assert_told_once(&sb);
 }
+
+/// The backoff's delay counts from systemd's own timestamp of the failure
+/// (the signal's `StateChangeTimestamp`), not from when the signal reached
+/// unitwatch: the restart is due exactly `initial` after the moment the
+/// unit entered `failed`, to the microsecond, and issued no earlier.
+/// (30 s sweeps: a sweep's read that beat the signal would have no
+/// timestamp, and the delay would count from the read.)
+#[test]
+fn a_restart_is_due_the_delay_after_systemds_own_time_of_the_failure() {
+    let sb = Sandbox::boot("order-anchor");
+    sb.unit(
+        "worker.service",
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    sb.ok("systemctl start worker");
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"30s\"\n[backoff]\ninitial = \"300ms\"\n\
+         [[unit]]\nname = \"worker.service\"\n",
+        "",
+    );
+    sb.kill_main("worker.service");
+    sb.wait_for("the restart", Duration::from_secs(10), || {
+        (!events(&sb, "unit-restarted", "worker.service").is_empty()).then_some(())
+    });
+    sb.wait_active("worker.service", Duration::from_secs(5));
+    // When the unit entered `failed`, by systemd's clock (unchanged by the
+    // restart, which sets the exit timestamp).
+    let failed_us: u64 = sb
+        .ok("busctl get-property org.freedesktop.systemd1 \
+             /org/freedesktop/systemd1/unit/worker_2eservice \
+             org.freedesktop.systemd1.Unit InactiveEnterTimestamp")
+        .trim()
+        .strip_prefix("t ")
+        .and_then(|v| v.parse().ok())
+        .expect("InactiveEnterTimestamp");
+    let scheduled = sb.journal("UNITWATCH_EVENT=restart-scheduled UNITWATCH_UNIT=worker.service");
+    assert_eq!(scheduled.len(), 1, "{}", sb.journal_text());
+    let e = &scheduled[0];
+    let due: u64 = field(e, "UNITWATCH_DUE_USEC").parse().unwrap();
+    assert_eq!(field(e, "UNITWATCH_DELAY_MS"), "300");
+    assert_eq!(
+        due,
+        failed_us + 300_000,
+        "due {due}, failed at {failed_us}: {}",
+        field(e, "MESSAGE")
+    );
+    assert!(
+        field(e, "MESSAGE").contains("in 300ms from its failure"),
+        "{}",
+        field(e, "MESSAGE")
+    );
+    let restarted = sb.journal("UNITWATCH_EVENT=unit-restarted UNITWATCH_UNIT=worker.service");
+    let at: u64 = field(&restarted[0], "__REALTIME_TIMESTAMP")
+        .parse()
+        .unwrap();
+    assert!(at >= due, "restarted at {at}, before it was due at {due}");
+}

@@ -106,7 +106,7 @@ impl Supervisor {
             }
         }
         for (name, prev) in moved {
-            self.on_transition(&name, prev).await;
+            self.on_transition(&name, prev, None).await;
         }
         Ok(())
     }
@@ -135,7 +135,8 @@ impl Supervisor {
         if moved {
             // systemd moved the unit: a restart job in flight has run.
             self.restarting.remove(&name);
-            self.on_transition(&name, Some(prev)).await;
+            self.on_transition(&name, Some(prev), change.changed_at())
+                .await;
             self.persist();
             self.publish_soon();
         }
@@ -169,7 +170,7 @@ impl Supervisor {
         );
         let from = self.units.insert(name.to_string(), moved);
         self.restarting.remove(name);
-        self.on_transition(name, from).await;
+        self.on_transition(name, from, change.changed_at()).await;
         self.persist();
         self.publish_soon();
     }

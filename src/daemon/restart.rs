@@ -120,23 +120,32 @@ impl Supervisor {
     }
 
     pub(super) fn plan(&mut self, name: &str, now: SystemTime, reason: &str) {
+        // Taken: a later plan (after a restart that systemd refused) is not
+        // for this failure, and counts from its own moment.
+        let failed = self.failed_at.remove(name).unwrap_or(now);
         let decision = self
             .store
             .entry(name)
-            .plan_restart(now, &self.policy, reason);
+            .plan_restart_since(now, failed, &self.policy, reason);
         match decision {
-            Decision::Schedule { delay, attempt, .. } => {
+            Decision::Schedule { at, delay, attempt } => {
                 self.dirty = true;
                 Event::new(
                     Kind::RestartScheduled,
                     Severity::Warning,
                     format!(
-                        "restarting {name} in {} (attempt {attempt}, reason: {reason})",
-                        fmt_delay(delay)
+                        "restarting {name} in {}{} (attempt {attempt}, reason: {reason})",
+                        fmt_delay(delay),
+                        if failed < now {
+                            " from its failure"
+                        } else {
+                            ""
+                        }
                     ),
                 )
                 .unit(name)
                 .delay(delay)
+                .due(at)
                 // The failure and the restart itself reach alert channels.
                 .quiet()
                 .emit();

@@ -81,7 +81,7 @@ const SUPERVISOR_KEYS: &[KeyDoc] = &[
     k("daemon", "sys_dir", "\"/sys\"", "\"/sys\"",
       "Where sysfs is read: DMI tells an Azure VM (tests point it at fixtures)."),
     k("backoff", "initial", "\"10s\"", "\"10s\"",
-      "The wait before the first restart of a failed unit."),
+      "The wait before the first restart of a failed unit, counted from systemd's own timestamp of the failure (StateChangeTimestamp in its signal), so the time the news took to arrive is not added to it; from when unitwatchd saw the failure where no signal told it (a sweep's read)."),
     k("backoff", "factor", "2.0", "2.0",
       "Each restart multiplies the next wait by this."),
     k("backoff", "max", "\"300s\"", "\"300s\"",
