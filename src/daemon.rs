@@ -30,7 +30,7 @@ use crate::events::{Event, Kind, Severity};
 use crate::fsutil::{ensure_dir, WriteError};
 use crate::notify;
 use crate::snapshot::{BackoffView, Snapshot, SystemdReach, UnitView, SCHEMA_VERSION};
-use crate::systemd::{Change, Signals, Systemd, SystemdError};
+use crate::systemd::{Change, Signal, Signals, Systemd, SystemdError};
 use crate::telemetry::{Settings, Telemetry, TelemetryError};
 use crate::units::{UnitStatus, UnitTable};
 
@@ -38,6 +38,7 @@ mod checks_run;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 mod observe;
+mod prefetch;
 mod publisher;
 mod reload;
 mod report;
@@ -47,6 +48,24 @@ mod run;
 use report::log_check_change;
 pub use report::{build_snapshot, read_units, summary, View};
 pub use run::run;
+
+/// What a signal said of a move besides the state (nothing, for a read).
+#[derive(Debug, Clone, Copy, Default)]
+struct Told {
+    /// The signal's serial on systemd's connection.
+    serial: Option<u32>,
+    /// systemd's own time of the move (`StateChangeTimestamp`).
+    at: Option<SystemTime>,
+}
+
+impl Told {
+    fn by(change: &Change) -> Told {
+        Told {
+            serial: Some(change.serial),
+            at: change.changed_at(),
+        }
+    }
+}
 
 /// How long a failed unit with `Restart=` gets for systemd to take it into
 /// `auto-restart` (it does so in the same event-loop turn; this is margin).
@@ -181,10 +200,18 @@ pub struct Supervisor {
     /// to tell which of their moves are news (`replay`); no entry: no
     /// such signal since the read, and the signals agree with the table.
     streamed: HashMap<String, crate::replay::Replay>,
-    /// Whether each unit has systemd's `Restart=`, as read at its last
-    /// failure: the restart it leads to needs it again, 100 ms on, and a
-    /// second round trip there would delay it.
+    /// Whether each unit has systemd's `Restart=`, as read ahead
+    /// (`prefetch`) or at its last failure, dropped when systemd reloads:
+    /// a failure and the restart it leads to need it, and a round trip to
+    /// systemd at either would delay them.
     may_restart: HashMap<String, bool>,
+    /// The read ahead of `may_restart`.
+    prefetch: prefetch::Prefetch,
+    /// The serial of the last signal that carried each unit's `Result`
+    /// (the Service interface's change, which systemd sends just before
+    /// the Unit's): the Unit's change that follows it at once has its
+    /// `Result` in the table already.
+    result_serial: HashMap<String, u32>,
     /// When systemd says a unit failed (the signal's `StateChangeTimestamp`),
     /// from the failure's signal until the restart it leads to is planned:
     /// the backoff's delay counts from it.
@@ -246,6 +273,8 @@ impl Supervisor {
             listed_serial: None,
             streamed: HashMap::new(),
             may_restart: HashMap::new(),
+            prefetch: prefetch::Prefetch::default(),
+            result_serial: HashMap::new(),
             failed_at: HashMap::new(),
             store,
             dirty: false,
@@ -277,13 +306,9 @@ impl Supervisor {
     }
 
     /// A unit's ActiveState or SubState changed (or was seen the first time),
-    /// at `changed_at` by systemd's clock when a signal said so.
-    async fn on_transition(
-        &mut self,
-        name: &str,
-        prev: Option<UnitStatus>,
-        changed_at: Option<SystemTime>,
-    ) {
+    /// as a signal told it or a read found it.
+    async fn on_transition(&mut self, name: &str, prev: Option<UnitStatus>, told: Told) {
+        let changed_at = told.at;
         let now = SystemTime::now();
         let cur = self.units[name].clone();
         // Only the move into `failed` that a restart will follow keeps it.
@@ -316,10 +341,22 @@ impl Supervisor {
             if let Some(t) = changed_at {
                 self.failed_at.insert(name.to_string(), t);
             }
-            // Both reads at once: each is a round trip to systemd between
-            // the signal and the failure told.
+            // Each read is a round trip to systemd between the signal and
+            // the failure told: none where the answer is known (Restart=
+            // read ahead, Result from the signal just before), the others
+            // at once.
+            let result_known = told.serial.is_some_and(|serial| {
+                self.result_serial.get(name) == Some(&serial.wrapping_sub(1))
+            });
             let (may_restart, result) = if prev.is_some() {
-                let (m, r) = tokio::join!(self.systemd_may_restart(name), self.read_result(name));
+                let (m, r) = match (self.may_restart.get(name).copied(), result_known) {
+                    (Some(m), true) => (m, None),
+                    (Some(m), false) => (m, self.read_result(name).await),
+                    (None, true) => (self.systemd_may_restart(name).await, None),
+                    (None, false) => {
+                        tokio::join!(self.systemd_may_restart(name), self.read_result(name))
+                    }
+                };
                 self.may_restart.insert(name.to_string(), m);
                 (m, r)
             } else {
@@ -480,6 +517,7 @@ impl Supervisor {
         }
         self.persist();
         self.publish();
+        self.start_prefetch();
     }
 
     /// The sweep period: `interval`, shortened to half the watchdog period

@@ -189,14 +189,24 @@ const SIGNAL_QUEUE: usize = 4096;
 /// into a bounded queue; when that is full a change is dropped and
 /// `overflowed` is set, and the supervisor re-reads everything instead.
 pub struct Signals {
-    rx: mpsc::Receiver<Change>,
+    rx: mpsc::Receiver<Signal>,
     overflowed: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What systemd said, in the order it said it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// A unit's properties changed.
+    Change(Change),
+    /// `Reloading`: systemd re-reads (or has re-read) its unit files
+    /// (`daemon-reload`), so settings read before, `Restart=`, may differ.
+    Reloading,
+}
+
 impl Signals {
-    /// The next change; `None` once the connection is gone.
-    pub async fn next(&mut self) -> Option<Change> {
+    /// The next signal; `None` once the connection is gone.
+    pub async fn next(&mut self) -> Option<Signal> {
         self.rx.recv().await
     }
 
@@ -212,7 +222,9 @@ impl Drop for Signals {
     }
 }
 
-/// A connection to the system bus and systemd's manager object.
+/// A connection to the system bus and systemd's manager object. Cloned
+/// for tasks of their own (the same connection).
+#[derive(Clone)]
 pub struct Systemd {
     conn: Connection,
     manager: ManagerProxy<'static>,
@@ -257,6 +269,17 @@ impl Systemd {
         let mut stream = MessageStream::for_match_rule(rule, &self.conn, None)
             .await
             .map_err(err("add the signal match rule"))?;
+        let reloading = MatchRule::builder()
+            .msg_type(MsgType::Signal)
+            .sender(SYSTEMD)
+            .interface("org.freedesktop.systemd1.Manager")
+            .member("Reloading")
+            .path("/org/freedesktop/systemd1")
+            .build()
+            .map_err(err("build the Reloading match rule"))?;
+        let mut reloads = MessageStream::for_match_rule(reloading, &self.conn, None)
+            .await
+            .map_err(err("add the Reloading match rule"))?;
         self.manager
             .subscribe()
             .await
@@ -265,15 +288,26 @@ impl Systemd {
         let overflowed = Arc::new(AtomicBool::new(false));
         let flag = overflowed.clone();
         let task = tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                if let Some(change) = parse_change(&msg) {
-                    match tx.try_send(change) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            flag.store(true, Ordering::Relaxed)
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => break,
-                    }
+            loop {
+                // Reloading first: zbus files each message in its stream's
+                // queue as it reads the socket, so a Reloading that is
+                // queued came before any change still queued beside it.
+                let signal = tokio::select! {
+                    biased;
+                    m = reloads.next() => match m {
+                        Some(Ok(_)) => Some(Signal::Reloading),
+                        _ => break,
+                    },
+                    m = stream.next() => match m {
+                        Some(Ok(msg)) => parse_change(&msg).map(Signal::Change),
+                        _ => break,
+                    },
+                };
+                let Some(signal) = signal else { continue };
+                match tx.try_send(signal) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => flag.store(true, Ordering::Relaxed),
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
                 }
             }
         });

@@ -216,3 +216,54 @@ fn a_restart_is_due_the_delay_after_systemds_own_time_of_the_failure() {
         .unwrap();
     assert!(at >= due, "restarted at {at}, before it was due at {due}");
 }
+
+/// `Restart=` is read ahead, so that a failure is told without asking
+/// systemd first, and read again when systemd reloads its unit files: a
+/// unit that had none and is given `Restart=always` by a daemon-reload is
+/// left to systemd at its next crash, told once as systemd's restart, with
+/// no restart of unitwatch's (with the setting read before the reload, the
+/// crash was told as a plain failure and a restart planned).
+#[test]
+fn the_restart_setting_read_ahead_follows_a_daemon_reload() {
+    let sb = Sandbox::boot("order-reload");
+    sb.unit(
+        "worker.service",
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    sb.ok("systemctl start worker");
+    let bin = harness::unitwatchd_bin();
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"1s\"\n[backoff]\ninitial = \"1s\"\n\
+         [[unit]]\nname = \"worker.service\"\n",
+        // Debug lines: the read ahead says when it is done.
+        &format!("ExecStart=\nExecStart={} -v run", bin.display()),
+    );
+    let read_ahead = |sb: &Sandbox| {
+        sb.journal_text()
+            .matches("read Restart= of 1 services ahead")
+            .count()
+    };
+    sb.wait_for("the read ahead", Duration::from_secs(5), || {
+        (read_ahead(&sb) >= 1).then_some(())
+    });
+    sb.write(
+        "/etc/systemd/system/worker.service.d/restart.conf",
+        "[Service]\nRestart=always\nRestartSec=300ms\n",
+    );
+    sb.ok("systemctl daemon-reload");
+    sb.kill_main("worker.service");
+    sb.wait_for("the crash told", Duration::from_secs(5), || {
+        (!events(&sb, "unit-failed", "worker.service").is_empty()).then_some(())
+    });
+    sb.wait_active("worker.service", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1500));
+    let failed = events(&sb, "unit-failed", "worker.service");
+    assert_eq!(failed.len(), 1, "{failed:?}\n{}", sb.journal_text());
+    assert!(
+        failed[0].contains("systemd's Restart= is starting it again"),
+        "{failed:?}\n{}",
+        sb.journal_text()
+    );
+    assert!(events(&sb, "unit-restarted", "worker.service").is_empty());
+    assert!(events(&sb, "restart-scheduled", "worker.service").is_empty());
+}

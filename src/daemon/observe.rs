@@ -32,6 +32,9 @@ impl Supervisor {
                 // Serials are per connection of systemd's: start afresh.
                 self.listed_serial = None;
                 self.streamed.clear();
+                self.result_serial.clear();
+                // systemd may have reloaded while this daemon was away.
+                self.forget_restart_settings();
                 Some(stream)
             }
             Err(e) => {
@@ -106,7 +109,7 @@ impl Supervisor {
             }
         }
         for (name, prev) in moved {
-            self.on_transition(&name, prev, None).await;
+            self.on_transition(&name, prev, Told::default()).await;
         }
         Ok(())
     }
@@ -130,12 +133,15 @@ impl Supervisor {
         };
         let prev = status.clone();
         let moved = change.apply(status);
+        if change.result.is_some() {
+            self.result_serial.insert(name.clone(), change.serial);
+        }
         // Newer than the last read: the signals have caught up with it.
         self.streamed.remove(&name);
         if moved {
             // systemd moved the unit: a restart job in flight has run.
             self.restarting.remove(&name);
-            self.on_transition(&name, Some(prev), change.changed_at())
+            self.on_transition(&name, Some(prev), Told::by(&change))
                 .await;
             self.persist();
             self.publish_soon();
@@ -170,7 +176,7 @@ impl Supervisor {
         );
         let from = self.units.insert(name.to_string(), moved);
         self.restarting.remove(name);
-        self.on_transition(name, from, change.changed_at()).await;
+        self.on_transition(name, from, Told::by(change)).await;
         self.persist();
         self.publish_soon();
     }

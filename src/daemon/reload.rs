@@ -67,6 +67,8 @@ impl Supervisor {
                     self.policy = Policy::from(&c.backoff);
                     self.config = c;
                     self.start_checks();
+                    // Units may be new: their Restart= read ahead too.
+                    self.want_restart_settings();
                 }
                 if let Err(e) = self.set_alerts(alerts).await {
                     log::error!("alert channels not started: {e}");

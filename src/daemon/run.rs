@@ -4,7 +4,7 @@
 
 use super::*;
 
-async fn next_change(signals: &mut Option<Signals>) -> Option<Change> {
+async fn next_signal(signals: &mut Option<Signals>) -> Option<Signal> {
     match signals {
         Some(s) => s.next().await,
         None => std::future::pending().await,
@@ -139,11 +139,19 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             }
         };
         tokio::select! {
-            c = next_change(&mut stream) => match c {
-                Some(change) => {
-                    sup.on_change(change).await;
+            c = next_signal(&mut stream) => match c {
+                Some(signal) => {
+                    match signal {
+                        Signal::Change(change) => sup.on_change(change).await,
+                        Signal::Reloading => {
+                            log::debug!("systemd is reloading its unit files: Restart= to be read again");
+                            sup.forget_restart_settings();
+                        }
+                    }
                     if stream.as_ref().is_some_and(Signals::take_overflow) {
                         log::warn!("signal queue overflowed: re-reading every unit");
+                        // A Reloading may be among the lost.
+                        sup.forget_restart_settings();
                         sup.sweep().await;
                         // Signals were lost: the read is the stream's new start.
                         sup.streamed.clear();
@@ -170,6 +178,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
                     sup.on_probe(done).await;
                 }
             }
+            answers = sup.prefetch.next() => sup.on_prefetched(answers),
             _ = sleep_until_opt(publish_at) => sup.publish(),
             _ = sleep_until_wall(stale_at) => sup.stale_due(),
             _ = sleep_until_wall(restart_at) => sup.restart_due().await,
