@@ -25,19 +25,6 @@ fn count_events(sb: &Sandbox, filter: &str) -> usize {
     sb.journal(filter).len()
 }
 
-/// Kills `unit` and waits for unitwatch to bring it back.
-fn kill_and_wait_back(sb: &Sandbox, unit: &str, restarts_before: usize) {
-    sb.kill_main(unit);
-    sb.wait_for("unitwatch to restart it", Duration::from_secs(30), || {
-        (count_events(
-            sb,
-            &format!("UNITWATCH_EVENT=unit-restarted UNITWATCH_UNIT={unit}"),
-        ) > restarts_before)
-            .then_some(())
-    });
-    sb.wait_active(unit, Duration::from_secs(10));
-}
-
 fn as_unitwatch(sb: &Sandbox, cmd: &str) -> Output {
     sb.sh(&format!(
         "setpriv --reuid=unitwatch --regid=unitwatch --clear-groups {cmd}"
@@ -91,7 +78,7 @@ fn runs_unprivileged_and_polkit_allows_only_the_watched_units() {
     let user = sb.ok(&format!("ps -o user= -p {pid}"));
     assert_eq!(user.trim(), "unitwatch");
     // The daemon's own restarts go through polkit.
-    kill_and_wait_back(&sb, "victim.service", 0);
+    sb.kill_and_wait_back("victim.service", 0);
     assert_eq!(count_events(&sb, "UNITWATCH_EVENT=restart-failed"), 0);
 
     // As the unitwatch user: the rule allows restart (and start) of the
@@ -160,7 +147,7 @@ fn the_list_written_as_root_follows_the_config_the_daemon_runs() {
     }
     assert_eq!(sb.ok(&format!("stat -c '%U %a' {LIST}")).trim(), "root 644");
     // The daemon's own restart of a listed unit.
-    kill_and_wait_back(&sb, "kept.service", 0);
+    sb.kill_and_wait_back("kept.service", 0);
     assert_eq!(count_events(&sb, "UNITWATCH_EVENT=restart-failed"), 0);
 
     // The file changes, the daemon is not reloaded.

@@ -34,23 +34,6 @@ fn count_events(sb: &Sandbox, filter: &str) -> usize {
     sb.journal(filter).len()
 }
 
-/// Kills `unit` and waits for unitwatch to bring it back; returns how long
-/// the unit was down, as systemd saw it.
-fn kill_and_wait_back(sb: &Sandbox, unit: &str, restarts_before: usize) -> Duration {
-    let killed = harness::monotonic_us();
-    sb.kill_main(unit);
-    sb.wait_for("unitwatch to restart it", Duration::from_secs(30), || {
-        (count_events(
-            sb,
-            &format!("UNITWATCH_EVENT=unit-restarted UNITWATCH_UNIT={unit}"),
-        ) > restarts_before)
-            .then_some(())
-    });
-    sb.wait_active(unit, Duration::from_secs(10));
-    let t = |p: &str| sb.prop(unit, p).parse::<u64>().unwrap();
-    Duration::from_micros(t("ActiveEnterTimestampMonotonic") - killed)
-}
-
 #[test]
 fn kills_are_restarted_with_growing_backoff_that_survives_daemon_restart_and_resets() {
     let sb = Sandbox::boot("backoff");
@@ -67,7 +50,7 @@ fn kills_are_restarted_with_growing_backoff_that_survives_daemon_restart_and_res
     // Three kills: each restarted, each wait longer than the one before.
     let mut downs = vec![];
     for i in 0..3 {
-        downs.push(kill_and_wait_back(&sb, "victim.service", i));
+        downs.push(sb.kill_and_wait_back("victim.service", i));
     }
     assert_eq!(
         scheduled_delays(&sb, "victim.service"),
@@ -122,7 +105,7 @@ fn kills_are_restarted_with_growing_backoff_that_survives_daemon_restart_and_res
     });
     let b = sb.backoff_json();
     assert_eq!(b["units"]["victim.service"]["attempts"], 0, "{b}");
-    kill_and_wait_back(&sb, "victim.service", 4);
+    sb.kill_and_wait_back("victim.service", 4);
     assert_eq!(
         scheduled_delays(&sb, "victim.service"),
         vec![1000, 2000, 4000, 8000, 1000]
@@ -163,8 +146,8 @@ fn restart_limit_stops_restarts_and_is_reported_once() {
         ),
         "",
     );
-    kill_and_wait_back(&sb, "victim.service", 0);
-    kill_and_wait_back(&sb, "victim.service", 1);
+    sb.kill_and_wait_back("victim.service", 0);
+    sb.kill_and_wait_back("victim.service", 1);
     sb.kill_main("victim.service");
     let e = sb.wait_for("restart-limit event", Duration::from_secs(10), || {
         sb.journal("UNITWATCH_EVENT=restart-limit")
@@ -355,7 +338,7 @@ fn corrupt_state_and_bad_config_are_survived() {
             .unwrap(),
         truncated
     );
-    kill_and_wait_back(&sb, "victim.service", 0);
+    sb.kill_and_wait_back("victim.service", 0);
     assert_eq!(sb.backoff_json()["units"]["victim.service"]["attempts"], 1);
 
     // A bad config on reload: rejected with file:line:col, old one kept.
@@ -375,7 +358,7 @@ fn corrupt_state_and_bad_config_are_survived() {
         "{e}"
     );
     assert_eq!(sb.prop("unitwatch", "MainPID"), pid);
-    kill_and_wait_back(&sb, "victim.service", 1);
+    sb.kill_and_wait_back("victim.service", 1);
 
     // The same file checked by hand: exit 78 and the same message.
     let out = sb.sh(&format!(

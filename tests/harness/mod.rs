@@ -360,6 +360,26 @@ impl Sandbox {
         self.ok(&format!("systemctl kill --kill-who=main -s KILL {unit}"));
     }
 
+    /// Kills `unit` and waits for unitwatch to bring it back (its
+    /// `unit-restarted` events past `restarts_before`); returns how long the
+    /// unit was down, as systemd saw it.
+    pub fn kill_and_wait_back(&self, unit: &str, restarts_before: usize) -> Duration {
+        let killed = monotonic_us();
+        self.kill_main(unit);
+        self.wait_for("unitwatch to restart it", Duration::from_secs(30), || {
+            (self
+                .journal(&format!(
+                    "UNITWATCH_EVENT=unit-restarted UNITWATCH_UNIT={unit}"
+                ))
+                .len()
+                > restarts_before)
+                .then_some(())
+        });
+        self.wait_active(unit, Duration::from_secs(10));
+        let t = |p: &str| self.prop(unit, p).parse::<u64>().unwrap();
+        Duration::from_micros(t("ActiveEnterTimestampMonotonic") - killed)
+    }
+
     pub fn wait_active(&self, unit: &str, timeout: Duration) {
         self.wait_for(&format!("{unit} active"), timeout, || {
             (self.prop(unit, "ActiveState") == "active").then_some(())
