@@ -158,12 +158,7 @@ pub fn watches(
     if let Err(why) = crate::config::UnitName::parse(unit) {
         return Ok(Err(why));
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    Ok(Ok(crate::config::restartable_units(&text, path)?
+    Ok(Ok(crate::config::restartable_units_in(path)?
         .iter()
         .any(|u| u.as_str() == unit)))
 }
@@ -171,12 +166,7 @@ pub fn watches(
 /// `config polkit-rules`: the rules file listing the units that `config
 /// watches` would allow, read as it reads the file.
 pub fn polkit_rules(path: &Path) -> Result<String, crate::config::ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let units = crate::config::restartable_units(&text, path)?;
+    let units = crate::config::restartable_units_in(path)?;
     Ok(crate::polkit::rules(path, &units))
 }
 

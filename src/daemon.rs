@@ -308,7 +308,6 @@ impl Supervisor {
     /// A unit's ActiveState or SubState changed (or was seen the first time),
     /// as a signal told it or a read found it.
     async fn on_transition(&mut self, name: &str, prev: Option<UnitStatus>, told: Told) {
-        let changed_at = told.at;
         let now = SystemTime::now();
         let cur = self.units[name].clone();
         // Only the move into `failed` that a restart will follow keeps it.
@@ -338,7 +337,7 @@ impl Supervisor {
             // (At first sight with a restart already planned, this failure is
             // the one unitwatch knew of before it restarted: not news.)
             self.down.insert(name.to_string());
-            if let Some(t) = changed_at {
+            if let Some(t) = told.at {
                 self.failed_at.insert(name.to_string(), t);
             }
             // Each read is a round trip to systemd between the signal and

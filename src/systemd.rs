@@ -84,9 +84,7 @@ impl Change {
             .filter(|&us| us > 0)
             .map(|us| SystemTime::UNIX_EPOCH + Duration::from_micros(us))
     }
-}
 
-impl Change {
     /// Applies the change to `s`; true when ActiveState or SubState moved
     /// (systemd repeats ActiveState in every signal: only a new value counts).
     pub fn apply(&self, s: &mut UnitStatus) -> bool {

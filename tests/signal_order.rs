@@ -21,6 +21,18 @@ fn events(sb: &Sandbox, kind: &str, unit: &str) -> Vec<String> {
         .collect()
 }
 
+/// A fresh systemd with `worker.service` (a plain service, no start
+/// limit) running, for unitwatch to watch.
+fn worker_sandbox(name: &str) -> Sandbox {
+    let sb = Sandbox::boot(name);
+    sb.unit(
+        "worker.service",
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    sb.ok("systemctl start worker");
+    sb
+}
+
 fn hook_runs(sb: &Sandbox) -> usize {
     sb.journal_text()
         .matches("test hook: reading the units ahead of the queued signals")
@@ -33,12 +45,7 @@ fn hook_runs(sb: &Sandbox) -> usize {
     ignore = "needs `cargo test --features test-hooks` (scripts/test)"
 )]
 fn a_read_ahead_of_the_restarts_signals_makes_no_second_failure() {
-    let sb = Sandbox::boot("order-restart");
-    sb.unit(
-        "worker.service",
-        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\n",
-    );
-    sb.ok("systemctl start worker");
+    let sb = worker_sandbox("order-restart");
     sb.start_unitwatch(
         "[daemon]\ninterval = \"1s\"\n[backoff]\ninitial = \"1s\"\n\
          [[unit]]\nname = \"worker.service\"\n",
@@ -168,12 +175,7 @@ fn a_crash_the_read_caught_in_auto_restart_is_told_once() {
 /// timestamp, and the delay would count from the read.)
 #[test]
 fn a_restart_is_due_the_delay_after_systemds_own_time_of_the_failure() {
-    let sb = Sandbox::boot("order-anchor");
-    sb.unit(
-        "worker.service",
-        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\n",
-    );
-    sb.ok("systemctl start worker");
+    let sb = worker_sandbox("order-anchor");
     sb.start_unitwatch(
         "[daemon]\ninterval = \"30s\"\n[backoff]\ninitial = \"300ms\"\n\
          [[unit]]\nname = \"worker.service\"\n",
@@ -225,12 +227,7 @@ fn a_restart_is_due_the_delay_after_systemds_own_time_of_the_failure() {
 /// crash was told as a plain failure and a restart planned).
 #[test]
 fn the_restart_setting_read_ahead_follows_a_daemon_reload() {
-    let sb = Sandbox::boot("order-reload");
-    sb.unit(
-        "worker.service",
-        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\n",
-    );
-    sb.ok("systemctl start worker");
+    let sb = worker_sandbox("order-reload");
     let bin = harness::unitwatchd_bin();
     sb.start_unitwatch(
         "[daemon]\ninterval = \"1s\"\n[backoff]\ninitial = \"1s\"\n\

@@ -218,11 +218,7 @@ impl Default for BackoffConfig {
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Config::parse(&text, path)
+        Config::parse(&read_text(path)?, path)
     }
 
     /// Parses and validates `text`; `path` is used only in error messages.
@@ -366,6 +362,19 @@ impl Config {
 /// restart's time: so the document is parsed into toml's borrowed tree
 /// (`DeTable`, strings not copied) and only the `[[unit]]` tables are
 /// looked at, not built into a `toml::Table` of owned values.
+/// The configuration file's text, or why it cannot be read.
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// [`restartable_units`] of the file at `path`.
+pub fn restartable_units_in(path: &Path) -> Result<Vec<UnitName>, ConfigError> {
+    restartable_units(&read_text(path)?, path)
+}
+
 pub fn restartable_units(text: &str, path: &Path) -> Result<Vec<UnitName>, ConfigError> {
     use toml::de::{DeTable, DeValue};
     fn get<'a, 'i>(t: &'a DeTable<'i>, key: &str) -> Option<&'a DeValue<'i>> {

@@ -134,7 +134,14 @@ impl Supervisor {
         let prev = status.clone();
         let moved = change.apply(status);
         if change.result.is_some() {
-            self.result_serial.insert(name.clone(), change.serial);
+            // Every service's Service signal comes here: no new key (and
+            // no allocation) once the unit is known.
+            match self.result_serial.get_mut(&name) {
+                Some(s) => *s = change.serial,
+                None => {
+                    self.result_serial.insert(name.clone(), change.serial);
+                }
+            }
         }
         // Newer than the last read: the signals have caught up with it.
         self.streamed.remove(&name);
