@@ -291,10 +291,6 @@ impl BackoffStore {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Loads `path`. Missing: a fresh start. Corrupt or truncated: moved
     /// aside to `<path>.corrupt-<unix time>` and reported, and a fresh state
     /// is used, so a bad file never stops the supervisor. Unreadable (e.g.
@@ -331,6 +327,17 @@ impl BackoffStore {
     }
 
     pub fn save(&self) -> Result<(), StateError> {
+        let mut json = Vec::new();
+        self.serialize_into(&mut json);
+        write_atomic(&self.path, &json, 0o644)?;
+        Ok(())
+    }
+
+    /// The file's bytes, into `buf` (cleared first): what [`save`] writes,
+    /// and the daemon hands to its writer task.
+    ///
+    /// [`save`]: BackoffStore::save
+    pub fn serialize_into(&self, buf: &mut Vec<u8>) {
         let file = BackoffFile {
             schema_version: SCHEMA_VERSION,
             units: self
@@ -340,10 +347,13 @@ impl BackoffStore {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        let mut json = serde_json::to_vec_pretty(&file).expect("backoff state serializes");
-        json.push(b'\n');
-        write_atomic(&self.path, &json, 0o644)?;
-        Ok(())
+        buf.clear();
+        serde_json::to_writer_pretty(&mut *buf, &file).expect("backoff state serializes");
+        buf.push(b'\n');
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn entry(&mut self, unit: &str) -> &mut UnitBackoff {

@@ -175,6 +175,8 @@ pub struct Supervisor {
     /// and the task that writes them.
     published: tokio::time::Instant,
     publisher: publisher::Publisher,
+    /// The task that writes backoff.json.
+    state_writer: publisher::Publisher,
     /// How often the loop sweeps (and so publishes), as it last set it.
     sweep_every: Duration,
     units: UnitTable,
@@ -262,7 +264,8 @@ impl Supervisor {
             generation: 0,
             publish_at: None,
             published: tokio::time::Instant::now(),
-            publisher: publisher::Publisher::start(),
+            publisher: publisher::Publisher::start("the status snapshot"),
+            state_writer: publisher::Publisher::start("the backoff state"),
             sweep_every: config.daemon.interval,
             units: UnitTable::new(),
             by_path: HashMap::new(),
@@ -446,16 +449,19 @@ impl Supervisor {
         self.publish_soon();
     }
 
-    /// Writes backoff.json if anything changed; a failed write is logged and
-    /// retried at the next change, never fatal.
+    /// Hands backoff.json to its writer if anything changed, or if the
+    /// last write failed (logged by the writer, never fatal): retried at
+    /// the next event or sweep.
     fn persist(&mut self) {
-        if !self.dirty {
+        if !self.dirty && !self.state_writer.last_write_failed() {
             return;
         }
-        match self.store.save() {
-            Ok(()) => self.dirty = false,
-            Err(e) => log::error!("{e}"),
-        }
+        // Off the loop (see publisher): the next signal never waits for
+        // the disk.
+        let store = &self.store;
+        self.state_writer
+            .send(store.path().to_path_buf(), |b| store.serialize_into(b));
+        self.dirty = false;
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -484,7 +490,8 @@ impl Supervisor {
         self.publish_at = None;
         self.published = tokio::time::Instant::now();
         let snap = self.snapshot();
-        self.publisher.send(self.config.status_path(), &snap);
+        self.publisher
+            .send(self.config.status_path(), |b| snap.serialize_into(b));
         if snap.summary != self.status_line {
             notify::status(&snap.summary);
             self.status_line = snap.summary.clone();

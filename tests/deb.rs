@@ -368,7 +368,7 @@ fn install_upgrade_purge() {
         (sb.journal("UNITWATCH_EVENT=unit-restarted").len() == 1).then_some(())
     });
     // The event is logged as the restart is issued; the state file follows
-    // within the same turn of the loop.
+    // within one write, off the daemon's loop.
     sb.wait_for("backoff.json written", Duration::from_secs(5), || {
         let b = sb.read("/var/lib/unitwatch/backoff.json")?;
         let v: serde_json::Value = serde_json::from_str(&b).ok()?;

@@ -156,3 +156,138 @@ pub fn kill_until_active(sb: &Sandbox, unit: &str, timeout: Duration) -> Option<
     }
     None
 }
+
+/// The kernel's part of every unit start: one cgroup migration with the
+/// system otherwise quiet, `n` of them 300 ms apart (ms each), and whether
+/// cgroup2 is mounted with `favordynmods`; an error names what failed.
+///
+/// systemd 252's child writes its own PID into the unit's `cgroup.procs`
+/// before it execs the command. Since Linux 6.0 that write takes
+/// `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace
+/// period unless another migration came within the last one, or cgroup2
+/// is mounted with `favordynmods` (or booted with
+/// `cgroup_favordynmods=true`). So each start of an isolated unit, by
+/// unitwatch or by systemd's own `Restart=`, pays one grace period, and
+/// the restart's floor is the delay + the detection + this. Measured on
+/// the host, whose cgroup tree the sandbox shares: the lock is the
+/// kernel's, one for all namespaces.
+pub fn cgroup_migration(n: usize) -> Result<(Vec<f64>, bool), String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    // mountinfo: ID PARENT DEV ROOT MOUNTPOINT OPTS [TAGS] - FSTYPE SOURCE SUPEROPTS
+    let (point, superopts) = info
+        .lines()
+        .find_map(|l| {
+            let (head, tail) = l.split_once(" - ")?;
+            let mut t = tail.split_whitespace();
+            (t.next()? == "cgroup2").then(|| {
+                let point = head.split_whitespace().nth(4).unwrap_or("").to_string();
+                (point, t.nth(1).unwrap_or("").to_string())
+            })
+        })
+        .ok_or("no cgroup2 mount in /proc/self/mountinfo")?;
+    let favor = superopts.split(',').any(|o| o == "favordynmods");
+    let dir = std::path::PathBuf::from(&point)
+        .join(format!("unitwatch-bench-probe-{}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let mut ms = Vec::with_capacity(n);
+    let mut failed = None;
+    for _ in 0..n {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut child = match std::process::Command::new("sleep").arg("10").spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                failed = Some(format!("spawn sleep: {e}"));
+                break;
+            }
+        };
+        let t = std::time::Instant::now();
+        let wrote = std::fs::write(dir.join("cgroup.procs"), child.id().to_string());
+        let took = t.elapsed().as_secs_f64() * 1000.0;
+        let _ = child.kill();
+        let _ = child.wait();
+        match wrote {
+            Ok(()) => ms.push(took),
+            Err(e) => {
+                failed = Some(format!("write {}/cgroup.procs: {e}", dir.display()));
+                break;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((ms, favor)),
+    }
+}
+
+/// A burst's timings (ms): each unit's exit line -> unitwatch's
+/// `unit-failed` (empty for units unitwatch does not watch) and -> active
+/// again.
+pub struct Burst {
+    pub detect: Vec<f64>,
+    pub active: Vec<f64>,
+}
+
+/// Kills every unit of `units` in one call, as a shared dependency's loss
+/// does, and waits (10 s at most) until all are active again, by
+/// unitwatch's restarts or systemd's own `Restart=`.
+pub fn kill_burst(sb: &Sandbox, units: &[String]) -> Burst {
+    let (since, t_kill) = {
+        let since = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 1;
+        (since, harness::monotonic_us())
+    };
+    sb.ok(&format!(
+        "systemctl kill --kill-who=main -s KILL {}",
+        units.join(" ")
+    ));
+    let back = |u: &String, exit: u64| {
+        sb.prop(u, "ActiveEnterTimestampMonotonic")
+            .parse::<u64>()
+            .ok()
+            .filter(|t| *t > exit)
+    };
+    let query = format!("journalctl -o json --no-pager --since=@{since}");
+    sb.wait_for(
+        "every unit of the burst active again",
+        Duration::from_secs(10),
+        || {
+            let mut exit = std::collections::HashMap::new();
+            let mut failed = std::collections::HashMap::new();
+            for e in sb
+                .sh_out(&query)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            {
+                let t: u64 = field(&e, "__MONOTONIC_TIMESTAMP").parse().unwrap_or(0);
+                if t < t_kill {
+                    continue;
+                }
+                if field(&e, "_PID") == "1" && field(&e, "MESSAGE").contains("Main process exited")
+                {
+                    exit.entry(field(&e, "UNIT").to_string()).or_insert(t);
+                } else if field(&e, "UNITWATCH_EVENT") == "unit-failed" {
+                    failed
+                        .entry(field(&e, "UNITWATCH_UNIT").to_string())
+                        .or_insert(t);
+                }
+            }
+            let ms = |a: u64, b: u64| (b as f64 - a as f64) / 1000.0;
+            let mut b = Burst {
+                detect: Vec::new(),
+                active: Vec::new(),
+            };
+            for u in units {
+                let e = *exit.get(u)?;
+                b.active.push(ms(e, back(u, e)?));
+                if let Some(f) = failed.get(u) {
+                    b.detect.push(ms(e, *f));
+                }
+            }
+            Some(b)
+        },
+    )
+}

@@ -2,8 +2,16 @@
 //! backoff (or refusing it at the hourly cap), a failing check's restart,
 //! and issuing the planned ones through systemd when they are due.
 
+use futures_util::StreamExt;
+
 use super::*;
 use crate::checks::Status;
+
+/// Restart calls to systemd in flight at once: enough that a burst does
+/// not wait on round trips one by one, well under the system bus's
+/// pending-reply limit per connection (dbus-daemon's system.conf: 128),
+/// which the sweep's reads share.
+const RESTARTS_IN_FLIGHT: usize = 16;
 
 /// Is a restart job that unitwatch queued at `sent` still to be seen to
 /// run at `now`? Then a `failed` that a sweep reads is the state from
@@ -185,7 +193,14 @@ impl Supervisor {
             .min()
     }
 
-    /// Issues every restart that is due.
+    /// Issues every restart that is due: their calls to systemd at once,
+    /// up to [`RESTARTS_IN_FLIGHT`], each told as its answer comes.
+    ///
+    /// One after another, a burst of 50 failures due together (a shared
+    /// dependency gone) restarted the 50th 190 ms late: each call is a
+    /// round trip to systemd, and as shipped a polkit check. In flight
+    /// together, systemd and polkitd work through them while the answers
+    /// come back.
     pub(super) async fn restart_due(&mut self) {
         let now = SystemTime::now();
         let due: Vec<String> = self
@@ -198,20 +213,18 @@ impl Supervisor {
             })
             .map(|(n, _)| n.clone())
             .collect();
+        let Some(bus) = self.bus.clone() else { return };
+        // reset-failed also clears systemd's start-limit counter: without
+        // it a unit whose Restart= burst hit the limit refuses the start
+        // (systemd 252 then shows Result=exit-code, not start-limit-hit,
+        // so the result alone cannot tell). unitwatch's own backoff and
+        // hourly cap take the limit's place. Each call is a polkit check
+        // (a few ms), so it is made only where the counter can be spent:
+        // units with Restart=, or that say start-limit-hit.
+        // Restart= as read at the failure; read again only when that
+        // was before this daemon started (a restart planned then).
+        let mut calls = Vec::with_capacity(due.len());
         for name in due {
-            let Some(bus) = &self.bus else { return };
-            let entry = &self.store.units[&name];
-            let reason = entry.pending_reason.clone().unwrap_or_default();
-            let delay = entry.next_delay(&self.policy);
-            // reset-failed also clears systemd's start-limit counter: without
-            // it a unit whose Restart= burst hit the limit refuses the start
-            // (systemd 252 then shows Result=exit-code, not start-limit-hit,
-            // so the result alone cannot tell). unitwatch's own backoff and
-            // hourly cap take the limit's place. Each call is a polkit check
-            // (a few ms), so it is made only where the counter can be spent:
-            // units with Restart=, or that say start-limit-hit.
-            // Restart= as read at the failure; read again only when that
-            // was before this daemon started (a restart planned then).
             let status = self.units.get(&name);
             let needs_reset = status.is_some_and(UnitStatus::start_limit_hit)
                 || (status.is_some_and(UnitStatus::is_failed)
@@ -219,24 +232,51 @@ impl Supervisor {
                         Some(known) => *known,
                         None => self.systemd_may_restart(&name).await,
                     });
-            if needs_reset {
-                if let Err(e) = bus.reset_failed(&name).await {
-                    log::warn!(unitwatch_unit = name.as_str(); "{e}");
+            calls.push((name, needs_reset));
+        }
+        let mut answers =
+            futures_util::stream::iter(calls.into_iter().map(|(name, needs_reset)| {
+                let bus = bus.clone();
+                async move {
+                    if needs_reset {
+                        if let Err(e) = bus.reset_failed(&name).await {
+                            log::warn!(unitwatch_unit = name.as_str(); "{e}");
+                        }
+                    }
+                    let outcome = bus.restart(&name).await;
+                    (name, outcome)
                 }
-            }
-            let outcome = bus.restart(&name).await;
-            let entry = self.store.entry(&name);
-            entry.record_restart(now, &self.policy);
-            let attempt = entry.attempts;
-            self.dirty = true;
-            // On disk before it is told: whoever reads the event (a person,
-            // a test, an alert) finds the state that goes with it.
-            self.persist();
-            if outcome.is_ok() {
+            }))
+            .buffered(RESTARTS_IN_FLIGHT);
+        while let Some((name, outcome)) = answers.next().await {
+            self.restarted(name, now, outcome);
+            #[cfg(feature = "test-hooks")]
+            self.test_late_read("test-late-read-restart", false).await;
+        }
+        self.persist();
+        self.publish_soon();
+    }
+
+    /// Records and tells one restart's answer from systemd.
+    fn restarted(
+        &mut self,
+        name: String,
+        now: SystemTime,
+        outcome: Result<(), crate::systemd::SystemdError>,
+    ) {
+        let entry = self.store.entry(&name);
+        let reason = entry.pending_reason.clone().unwrap_or_default();
+        let delay = entry.next_delay(&self.policy);
+        entry.record_restart(now, &self.policy);
+        let attempt = entry.attempts;
+        self.dirty = true;
+        // Handed to the writer before it is told: on disk within one
+        // write of the event (see publisher).
+        self.persist();
+        match outcome {
+            Ok(()) => {
                 self.restarting.insert(name.clone(), now);
-            }
-            match outcome {
-                Ok(()) => Event::new(
+                Event::new(
                     Kind::UnitRestarted,
                     Severity::Error,
                     format!(
@@ -246,20 +286,16 @@ impl Supervisor {
                 )
                 .unit(&name)
                 .delay(delay)
-                .emit(),
-                Err(e) => Event::new(
-                    Kind::RestartFailed,
-                    Severity::Critical,
-                    format!("could not restart {name} (attempt {attempt}): {e}"),
-                )
-                .unit(&name)
-                .emit(),
+                .emit()
             }
-            #[cfg(feature = "test-hooks")]
-            self.test_late_read("test-late-read-restart", false).await;
+            Err(e) => Event::new(
+                Kind::RestartFailed,
+                Severity::Critical,
+                format!("could not restart {name} (attempt {attempt}): {e}"),
+            )
+            .unit(&name)
+            .emit(),
         }
-        self.persist();
-        self.publish_soon();
     }
 }
 

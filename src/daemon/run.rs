@@ -202,6 +202,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     notify::stopping();
     sup.dirty = true;
     sup.persist();
+    sup.state_writer.flush(SNAPSHOT_FLUSH).await;
     sup.publisher.flush(SNAPSHOT_FLUSH).await;
     if let Some((_, a)) = sup.alerts.take() {
         a.shutdown(Duration::from_secs(3)).await;

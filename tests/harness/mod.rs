@@ -418,13 +418,25 @@ impl Sandbox {
         .expect("status.json parses")
     }
 
+    /// backoff.json once it holds still: the daemon writes it off its
+    /// loop, within one write after the event that changed it, so a read
+    /// right after the event may find the write before. Two reads 50 ms
+    /// apart that agree (or the last read after 3 s of changes).
     pub fn backoff_json(&self) -> serde_json::Value {
-        serde_json::from_str(
-            &self
-                .read("/var/lib/unitwatch/backoff.json")
-                .expect("backoff.json"),
-        )
-        .expect("backoff.json parses")
+        let read = || {
+            self.read("/var/lib/unitwatch/backoff.json")
+                .expect("backoff.json")
+        };
+        let mut last = read();
+        for _ in 0..60 {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = read();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        serde_json::from_str(&last).expect("backoff.json parses")
     }
 }
 
