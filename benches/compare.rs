@@ -26,14 +26,7 @@ mod peers;
 use std::time::{Duration, Instant};
 
 use harness::{verdict, Sandbox, Summary};
-use measure::{cpu_ticks, kill_once, kill_until_active, status_kb, Samples};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
+use measure::{env_num, idle, kill_once, kill_until_active, status_kb, Samples};
 
 /// Units that systemd restarts itself (`Restart=always`, 100 ms), not
 /// watched: the peer of unitwatch's restart on the same run, one by one
@@ -74,28 +67,6 @@ fn run_unitwatch(sb: &Sandbox, n: usize, interval: &str) {
             (v["units"].as_object()?.len() == n).then_some(())
         },
     );
-}
-
-/// A unit's CPU (% of one core, its whole cgroup: monit's `systemctl`
-/// children count for it) and its main process's RSS (KiB) over `secs`.
-fn idle(sb: &Sandbox, unit: &str, secs: u64) -> (f64, u64) {
-    let pid = sb.prop(unit, "MainPID");
-    // Past the first sweeps.
-    std::thread::sleep(Duration::from_secs(2));
-    // The cgroup's CPU time in ns (systemd's CPUAccounting), which a clock
-    // tick (10 ms) cannot resolve at these rates; ticks if it is off.
-    let ns = || -> Option<u64> { sb.prop(unit, "CPUUsageNSec").parse().ok() };
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .unwrap()
-        .unwrap() as f64;
-    let t0 = (ns(), cpu_ticks(sb, &pid), Instant::now());
-    std::thread::sleep(Duration::from_secs(secs));
-    let wall = t0.2.elapsed().as_secs_f64();
-    let cpu_s = match (t0.0, ns()) {
-        (Some(a), Some(b)) if b > a && a != u64::MAX => (b - a) as f64 / 1e9,
-        _ => (cpu_ticks(sb, &pid) - t0.1) as f64 / hz,
-    };
-    (cpu_s / wall * 100.0, status_kb(sb, &pid, "VmRSS:"))
 }
 
 /// One `/metrics` scrape, the fastest of `n` (ms).

@@ -32,16 +32,9 @@ mod measure;
 use std::time::Duration;
 
 use harness::{verdict, Sandbox, Summary};
-use measure::{kill_once, Samples};
+use measure::{env_num, kill_once, Samples};
 
 const UNITS: usize = 50;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn units_config(extra: &str) -> String {
     let mut c = format!("[daemon]\ninterval = \"1s\"\n{extra}\n");

@@ -93,6 +93,9 @@ pub struct UnitBackoff {
     pub restarts_total: u64,
     /// Restarts that systemd's own `Restart=` did, as seen from signals.
     pub systemd_restarts_total: u64,
+    /// When those of the last hour were seen (for `restarts_warn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub systemd_restarts: Vec<Timestamp>,
     pub pending_restart_at: Option<Timestamp>,
     pub pending_reason: Option<String>,
     /// Set while the per-hour cap holds restarts back.
@@ -128,6 +131,12 @@ pub struct HealthyOutcome {
     pub reset: bool,
 }
 
+/// Within the hour before `now` (a time ahead of it, a clock stepped
+/// back, counts as within).
+fn within_hour(t: &Timestamp, now: SystemTime) -> bool {
+    now.duration_since(t.0).map(|a| a < HOUR).unwrap_or(true)
+}
+
 impl UnitBackoff {
     pub fn next_delay(&self, policy: &Policy) -> Duration {
         if self.next_delay_ms == 0 {
@@ -138,14 +147,18 @@ impl UnitBackoff {
     }
 
     fn prune(&mut self, now: SystemTime) {
-        self.restarts
-            .retain(|t| now.duration_since(t.0).map(|a| a < HOUR).unwrap_or(true));
+        self.restarts.retain(|t| within_hour(t, now));
     }
 
     pub fn restarts_last_hour(&self, now: SystemTime) -> usize {
-        self.restarts
+        self.restarts.iter().filter(|t| within_hour(t, now)).count()
+    }
+
+    /// systemd's own restarts of the unit within the last hour.
+    pub fn systemd_restarts_last_hour(&self, now: SystemTime) -> usize {
+        self.systemd_restarts
             .iter()
-            .filter(|t| now.duration_since(t.0).map(|a| a < HOUR).unwrap_or(true))
+            .filter(|t| within_hour(t, now))
             .count()
     }
 
@@ -159,6 +172,8 @@ impl UnitBackoff {
     pub fn record_systemd_restart(&mut self, now: SystemTime) {
         self.record_failure(now);
         self.systemd_restarts_total += 1;
+        self.systemd_restarts.retain(|t| within_hour(t, now));
+        self.systemd_restarts.push(Timestamp(now));
     }
 
     /// Plans a restart of a failed unit: after the current delay, unless the

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::backoff::{BackoffStore, Policy, UnitBackoff};
 use crate::checks::{self, CheckContext};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::daemon::{build_snapshot, read_units, View, RESET_REQUEST};
+use crate::daemon::{build_snapshot, read_units, resources, View, RESET_REQUEST};
 use crate::snapshot::{BackoffView, Snapshot};
 use crate::systemd::Systemd;
 use crate::units::UnitTable;
@@ -111,6 +111,19 @@ pub enum ConfigCommand {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Print the systemd drop-in for unitwatch.service that grants what the
+    /// configuration needs beyond the shipped unit: today
+    /// CAP_DAC_READ_SEARCH and a /proc showing other users' processes,
+    /// only while a [[unit]] has fds_warn_percent or fds_crit_percent (to
+    /// count another user's open descriptors). Nothing is printed when
+    /// nothing is needed. With --output, write it there (atomically, mode
+    /// 0644, creating its directory), or remove the file when nothing is
+    /// needed. The package's systemd generator (unitwatch-generator) runs
+    /// it at boot and at each daemon-reload.
+    Privileges {
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +183,43 @@ pub fn polkit_rules(path: &Path) -> Result<String, crate::config::ConfigError> {
     Ok(crate::polkit::rules(path, &units))
 }
 
+/// `config privileges`: the drop-in the configuration needs, if any.
+pub fn privileges(config: &Config, path: &Path) -> Option<String> {
+    crate::checks::unit_resources::counts_fds(config).then(|| {
+        format!(
+            "# Written by unitwatch-generator (unitwatchd config privileges) from\n\
+             # {}: a [[unit]] counts open file descriptors\n\
+             # (fds_warn_percent/fds_crit_percent), and those of another user's\n\
+             # processes are readable only with CAP_DAC_READ_SEARCH (their\n\
+             # /proc/PID/fd is mode 0500) and only in a /proc that shows them\n\
+             # (ProtectProc=invisible hides them). Removed when no unit does.\n\
+             [Service]\n\
+             CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n\
+             AmbientCapabilities=CAP_DAC_READ_SEARCH\n\
+             ProtectProc=default\n",
+            path.display()
+        )
+    })
+}
+
+/// Writes (or, when `text` is none, removes) a generated file.
+pub fn write_or_remove(out: &Path, text: Option<&str>) -> Result<(), String> {
+    match text {
+        Some(t) => {
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            crate::fsutil::write_atomic(out, t.as_bytes(), 0o644).map_err(|e| e.to_string())
+        }
+        None => match std::fs::remove_file(out) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot remove {}: {e}", out.display())),
+        },
+    }
+}
+
 /// `alert test`: the report, and whether every channel took its alert.
 pub async fn alert_test(config: &Config, channel: Option<&str>) -> Result<(String, bool), String> {
     let specs =
@@ -221,23 +271,40 @@ pub async fn check_once(config: &Config) -> Snapshot {
     if !config.units.is_empty() {
         match Systemd::connect_timeout(Duration::from_secs(3)).await {
             Ok(bus) => match read_units(&bus, config, &UnitTable::new()).await {
-                Ok((rows, _)) => units.extend(rows.into_iter().map(|(n, _, s)| (n, s))),
+                Ok((rows, _)) => {
+                    let paths = rows
+                        .iter()
+                        .map(|(n, p, _)| (n.clone(), p.clone()))
+                        .collect();
+                    units.extend(rows.into_iter().map(|(n, _, s)| (n, s)));
+                    // The daemon's resource read, once (so no CPU figure,
+                    // which needs two).
+                    let targets = resources::targets(config, &units, &paths);
+                    let found = resources::read_all(
+                        &bus,
+                        &crate::checks::unit_resources::Dirs::of(config),
+                        targets,
+                    )
+                    .await;
+                    resources::apply(&mut units, found);
+                }
                 Err(e) => bus_error = Some(e.to_string()),
             },
             Err(e) => bus_error = Some(e.to_string()),
         }
     }
     let now = SystemTime::now();
+    let backoff = peek_backoff(&config.backoff_path()).unwrap_or_default();
     let results = checks::runner::run_all_once(
         &checks::build_all(config),
         &CheckContext {
             now,
             units: &units,
+            backoff: &backoff,
             systemd_error: bus_error.as_deref(),
         },
     )
     .await;
-    let backoff = peek_backoff(&config.backoff_path()).unwrap_or_default();
     build_snapshot(&View {
         config,
         policy: &Policy::from(&config.backoff),

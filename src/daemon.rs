@@ -42,6 +42,7 @@ mod prefetch;
 mod publisher;
 mod reload;
 mod report;
+pub mod resources;
 mod restart;
 mod run;
 
@@ -209,6 +210,8 @@ pub struct Supervisor {
     may_restart: HashMap<String, bool>,
     /// The read ahead of `may_restart`.
     prefetch: prefetch::Prefetch,
+    /// The resource reader's read in flight (resources.rs).
+    resources: resources::Reader,
     /// The serial of the last signal that carried each unit's `Result`
     /// (the Service interface's change, which systemd sends just before
     /// the Unit's): the Unit's change that follows it at once has its
@@ -277,6 +280,7 @@ impl Supervisor {
             streamed: HashMap::new(),
             may_restart: HashMap::new(),
             prefetch: prefetch::Prefetch::default(),
+            resources: resources::Reader::default(),
             result_serial: HashMap::new(),
             failed_at: HashMap::new(),
             store,
@@ -524,6 +528,7 @@ impl Supervisor {
         self.persist();
         self.publish();
         self.start_prefetch();
+        self.start_resource_read();
     }
 
     /// The sweep period: `interval`, shortened to half the watchdog period

@@ -36,6 +36,26 @@ fn err(action: impl Into<String>) -> impl FnOnce(zbus::Error) -> SystemdError {
     move |source| SystemdError { action, source }
 }
 
+/// systemd's answer to a Get of a property it does not have.
+fn unknown_property(e: &zbus::Error) -> bool {
+    const NAME: &str = "org.freedesktop.DBus.Error.UnknownProperty";
+    match e {
+        zbus::Error::MethodError(name, _, _) => name.as_str() == NAME,
+        zbus::Error::FDO(f) => matches!(**f, zbus::fdo::Error::UnknownProperty(_)),
+        _ => false,
+    }
+}
+
+/// A numeric property as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prop {
+    Value(u64),
+    /// systemd has no figure.
+    Missing,
+    /// The read failed: what and why.
+    Error(String),
+}
+
 /// One unit as `ListUnitsByNames` returns it.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -321,14 +341,7 @@ impl Systemd {
     /// do not exist come back with `LoadState=not-found`.
     pub async fn list(&self, names: &[String]) -> Result<(Vec<Listed>, u32), SystemdError> {
         let reply = self
-            .conn
-            .call_method(
-                Some(SYSTEMD),
-                "/org/freedesktop/systemd1",
-                Some("org.freedesktop.systemd1.Manager"),
-                "ListUnitsByNames",
-                &(names,),
-            )
+            .manager_call("ListUnitsByNames", &(names,))
             .await
             .map_err(err("ListUnitsByNames"))?;
         let serial = reply.primary_header().serial_num().get();
@@ -347,6 +360,23 @@ impl Systemd {
             })
             .collect();
         Ok((units, serial))
+    }
+
+    /// A method of systemd's manager object, its reply whole (with its
+    /// serial, which the typed proxy hides).
+    async fn manager_call<B>(&self, method: &str, body: &B) -> zbus::Result<Message>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        self.conn
+            .call_method(
+                Some(SYSTEMD),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                method,
+                body,
+            )
+            .await
     }
 
     async fn get(&self, path: &str, iface: &str, prop: &str) -> Result<OwnedVariant, SystemdError> {
@@ -378,20 +408,52 @@ impl Systemd {
         })
     }
 
-    /// `MemoryCurrent` in bytes; `None` when systemd has no figure
-    /// (it reports u64::MAX then).
-    pub async fn memory_current(
+    /// A `u64` property of the unit's type interface (`TasksCurrent`,
+    /// `CPUUsageNSec` ...): [`Prop::Missing`] where systemd keeps no such
+    /// figure (it reports u64::MAX, or this systemd has no such property).
+    pub async fn unit_u64(&self, unit: &str, path: &str, prop: &str) -> Prop {
+        let Some(iface) = type_interface(unit) else {
+            return Prop::Missing;
+        };
+        match self.get(path, iface, prop).await {
+            Ok(v) => match &*v {
+                Variant::U64(n) if *n != u64::MAX => Prop::Value(*n),
+                _ => Prop::Missing,
+            },
+            // An older systemd (252 has no MemorySwapCurrent).
+            Err(e) if unknown_property(&e.source) => Prop::Missing,
+            Err(e) => Prop::Error(e.to_string()),
+        }
+    }
+
+    /// The unit's `ControlGroup` ("/system.slice/x.service"); none when it
+    /// has none (not running).
+    pub async fn control_group(
         &self,
         unit: &str,
         path: &str,
-    ) -> Result<Option<u64>, SystemdError> {
+    ) -> Result<Option<String>, SystemdError> {
         let Some(iface) = type_interface(unit) else {
             return Ok(None);
         };
-        Ok(match &*self.get(path, iface, "MemoryCurrent").await? {
-            Variant::U64(n) if *n != u64::MAX => Some(*n),
+        Ok(match &*self.get(path, iface, "ControlGroup").await? {
+            Variant::Str(s) if !s.is_empty() => Some(s.as_str().to_string()),
             _ => None,
         })
+    }
+
+    /// The PIDs of every process in the unit's cgroup, sub-cgroups too
+    /// (`GetUnitProcesses`).
+    pub async fn unit_pids(&self, unit: &str) -> Result<Vec<u32>, SystemdError> {
+        let reply = self
+            .manager_call("GetUnitProcesses", &(unit,))
+            .await
+            .map_err(err(format!("GetUnitProcesses {unit}")))?;
+        let rows: Vec<(String, u32, String)> = reply
+            .body()
+            .deserialize()
+            .map_err(err(format!("decode the reply to GetUnitProcesses {unit}")))?;
+        Ok(rows.into_iter().map(|r| r.1).collect())
     }
 
     /// The service's `Restart=` setting ("no", "always", "on-failure" ...);

@@ -23,6 +23,92 @@ pub struct UnitStatus {
     /// `MemoryCurrent` in bytes; `None` when systemd has no figure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_current: Option<u64>,
+    /// What the resource reader last saw of the unit while it runs, for the
+    /// units with thresholds (`checks::unit_resources`); none until the
+    /// first read after the unit started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// A unit's resources as one read saw them. Each figure is `None` where it
+/// was not asked for, and an `Err` with the reason where it could not be
+/// read, which its check reports as a failure (never as a 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// `MemoryCurrent` (also in the unit's `memory_current`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Reading<u64>>,
+    /// `TasksCurrent`: the unit's threads and processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Reading<u64>>,
+    /// `CPUUsageNSec`, the cgroup's CPU time so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_usage_nsec: Option<Reading<u64>>,
+    /// The CPU the unit used between the last two reads, in parts per
+    /// million of one core (1,000,000: one core busy all the time); none
+    /// until a second read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ppm: Option<u64>,
+    /// `MemorySwapCurrent` in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Reading<u64>>,
+    /// The open file descriptors of the unit's process nearest its
+    /// `RLIMIT_NOFILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fds: Option<Reading<Fds>>,
+    /// When the read was made, in ms since the epoch.
+    #[serde(default)]
+    pub read_at_ms: u64,
+    /// The unit's `ControlGroup`, read once per run of the unit (where
+    /// its cgroup's own files are read).
+    #[serde(skip)]
+    pub control_group: Option<String>,
+    /// The same on the monotonic clock, for the CPU delta.
+    #[serde(skip)]
+    pub read_at: Option<std::time::Instant>,
+}
+
+/// One figure: read, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reading<T> {
+    Value(T),
+    /// systemd has no such figure for the unit (its accounting is off, or
+    /// the kernel lacks it): the reason.
+    Unavailable(String),
+    /// Reading it failed: the reason.
+    Error(String),
+}
+
+impl<T> Reading<T> {
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Reading::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The worst of a unit's processes for open file descriptors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fds {
+    pub pid: u32,
+    pub open: u64,
+    /// Its soft `RLIMIT_NOFILE`.
+    pub limit: u64,
+    /// How many processes the unit has (all were counted).
+    pub processes: u32,
+}
+
+impl Fds {
+    /// `open` as a percentage of `limit` (0 for an unlimited process).
+    pub fn percent(&self) -> f64 {
+        if self.limit == 0 || self.limit == u64::MAX {
+            0.0
+        } else {
+            self.open as f64 * 100.0 / self.limit as f64
+        }
+    }
 }
 
 impl UnitStatus {

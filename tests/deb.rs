@@ -257,20 +257,6 @@ fn polkit_0105_for_real_on_debian_11() {
     assert!(!no.status.success(), "{no:?}");
 }
 
-/// "Overall exposure level for X: 2.1 OK" -> 2.1
-fn security_exposure(sb: &Sandbox, unit: &str) -> f64 {
-    let out = sb.ok(&format!("systemd-analyze security --no-pager {unit}"));
-    let line = out
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no exposure in: {out}"));
-    line.split(':')
-        .nth(1)
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read {line:?}"))
-}
-
 #[test]
 fn install_upgrade_purge() {
     let (old, new) = packages();
@@ -315,7 +301,7 @@ fn install_upgrade_purge() {
     // Hardening, as systemd scores it; scripts/test prints the figures.
     let mut figures = String::new();
     for (unit, target) in [("unitwatch.service", 3.0), ("unitwatch-http.service", 2.0)] {
-        let exposure = security_exposure(&sb, unit);
+        let exposure = sb.security_exposure(unit);
         figures += &format!(
             "systemd-analyze security {unit}: exposure {exposure:.1} (target <= {target:.1})\n"
         );
@@ -419,6 +405,33 @@ fn install_upgrade_purge() {
         .unwrap()
         .contains("# edited by the operator"));
     assert_eq!(sb.backoff_json()["units"]["worker.service"]["attempts"], 1);
+    // The package's generator: the capability to count another user's
+    // descriptors only while the config counts them, from the next
+    // daemon-reload, and gone again with the keys.
+    assert_eq!(sb.prop("unitwatch", "CapabilityBoundingSet"), "");
+    let edited = sb.read("/etc/unitwatch/unitwatch.toml").unwrap();
+    // Into the last table, the operator's [[unit]] worker.service.
+    sb.write(
+        "/etc/unitwatch/unitwatch.toml",
+        &format!("{edited}\nfds_warn_percent = 70\n"),
+    );
+    sb.ok("systemctl daemon-reload && systemctl restart unitwatch");
+    assert_eq!(
+        sb.prop("unitwatch", "CapabilityBoundingSet"),
+        "cap_dac_read_search"
+    );
+    sb.wait_for(
+        "worker's descriptors counted",
+        Duration::from_secs(15),
+        || {
+            let c = harness::check_of(&sb.status_json(), "worker.service:fds").clone();
+            (c["status"] == "pass" && c["output"].as_str()?.contains(" file descriptors open"))
+                .then_some(())
+        },
+    );
+    sb.write("/etc/unitwatch/unitwatch.toml", &edited);
+    sb.ok("systemctl daemon-reload && systemctl restart unitwatch");
+    assert_eq!(sb.prop("unitwatch", "CapabilityBoundingSet"), "");
     let version = sb.ok("dpkg-query -W -f '${Version}' unitwatch");
     assert!(
         new.to_string_lossy().contains(&format!("_{version}_")),

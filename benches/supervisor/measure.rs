@@ -102,6 +102,63 @@ pub fn kill_once(sb: &Sandbox, unit: &str, s: &mut Samples) {
     s.systemd_start.push(ms(at[2], active));
 }
 
+/// A unit's CPU time so far (ns), its whole cgroup: systemd's
+/// CPUUsageNSec, else the cgroup's own count on the unified hierarchy
+/// (systemd 252 has none on a hybrid host whose cpu and cpuacct
+/// controllers are mounted apart, as here).
+pub fn unit_cpu_ns(sb: &Sandbox, unit: &str) -> Option<u64> {
+    if let Ok(n) = sb.prop(unit, "CPUUsageNSec").parse::<u64>() {
+        if n != u64::MAX {
+            return Some(n);
+        }
+    }
+    let cg = sb.prop(unit, "ControlGroup");
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .find_map(|root| {
+            let stat = sb.read(&format!("{root}{cg}/cpu.stat"))?;
+            stat.lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))?
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .map(|us| us * 1000)
+        })
+}
+
+/// A unit's CPU (% of one core, its whole cgroup: monit's `systemctl`
+/// children count for it) and its main process's RSS (KiB) over `secs`.
+pub fn idle(sb: &Sandbox, unit: &str, secs: u64) -> (f64, u64) {
+    let pid = sb.prop(unit, "MainPID");
+    // Past the first sweeps.
+    std::thread::sleep(Duration::from_secs(2));
+    // The cgroup's CPU time in ns, which a clock tick (10 ms) cannot
+    // resolve at these rates; ticks if there is none.
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap() as f64;
+    let t0 = (
+        unit_cpu_ns(sb, unit),
+        cpu_ticks(sb, &pid),
+        std::time::Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs(secs));
+    let wall = t0.2.elapsed().as_secs_f64();
+    let cpu_s = match (t0.0, unit_cpu_ns(sb, unit)) {
+        (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
+        _ => (cpu_ticks(sb, &pid) - t0.1) as f64 / hz,
+    };
+    (cpu_s / wall * 100.0, status_kb(sb, &pid, "VmRSS:"))
+}
+
+/// A number from the environment (a benchmark's size), else `default`.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn cpu_ticks(sb: &Sandbox, pid: &str) -> u64 {
     let (u, s) = cpu_split(sb, pid);
     u + s

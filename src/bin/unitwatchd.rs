@@ -117,6 +117,27 @@ fn main() -> ExitCode {
                 EXIT_CONFIG
             }
         },
+        Command::Config {
+            command: ConfigCommand::Privileges { output },
+        } => match load(&cli.config) {
+            Ok(config) => {
+                let dropin = unitwatch::cli::privileges(&config, &cli.config);
+                match output {
+                    None => {
+                        print!("{}", dropin.unwrap_or_default());
+                        0
+                    }
+                    Some(out) => match unitwatch::cli::write_or_remove(&out, dropin.as_deref()) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            eprintln!("unitwatchd: {e}");
+                            1
+                        }
+                    },
+                }
+            }
+            Err(code) => code,
+        },
         Command::Backoff { command } => match load(&cli.config) {
             Ok(config) => {
                 let out = match command {

@@ -35,6 +35,7 @@ pub mod runner;
 kinds!(
     unit_state,
     unit_memory,
+    unit_resources,
     heartbeat,
     disk,
     memory,
@@ -219,6 +220,8 @@ pub fn fmt_duration(d: Duration) -> String {
 pub struct CheckContext<'a> {
     pub now: SystemTime,
     pub units: &'a UnitTable,
+    /// Each unit's restart history (for `restarts_warn`).
+    pub backoff: &'a BTreeMap<String, crate::backoff::UnitBackoff>,
     /// Set when systemd cannot be reached: unit checks say so.
     pub systemd_error: Option<&'a str>,
 }
@@ -453,6 +456,7 @@ mod tests {
         let ctx = CheckContext {
             now: SystemTime::now(),
             units: &units,
+            backoff: &Default::default(),
             systemd_error: None,
         };
         let id = CheckId {

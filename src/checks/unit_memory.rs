@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::checks::kind::{Build, Kind, Make};
 use crate::checks::{grade, CheckContext, CheckDef, CheckId, How, Outcome, StateCheck, Status};
 use crate::config::{Bad, ByteSize, Config, KeySeg};
+use crate::units::Reading;
 
 pub const KIND: Kind = Kind {
     name: "unit_memory",
@@ -71,14 +72,18 @@ impl StateCheck for UnitMemoryCheck {
             Ok(s) => s,
             Err(o) => return o,
         };
-        let Some(bytes) = s.memory_current else {
-            return if s.is_active() {
-                Outcome::new(Status::Warn, serde_json::Value::Null, Some("bytes"))
-                    .with_output("systemd reports no MemoryCurrent (is MemoryAccounting off?)")
-            } else {
-                Outcome::new(Status::Pass, serde_json::Value::Null, Some("bytes"))
-                    .with_output("not running")
-            };
+        if !s.is_active() {
+            return Outcome::new(Status::Pass, serde_json::Value::Null, Some("bytes"))
+                .with_output("not running");
+        }
+        let bytes = match s.resources.as_ref().and_then(|r| r.memory.as_ref()) {
+            None => return crate::checks::unit_resources::not_read_yet(),
+            Some(Reading::Value(b)) => *b,
+            Some(Reading::Unavailable(why)) => {
+                return Outcome::new(Status::Warn, serde_json::Value::Null, Some("bytes"))
+                    .with_output(why.clone())
+            }
+            Some(Reading::Error(why)) => return Outcome::error(why.clone()),
         };
         let status = grade(
             bytes as f64,
@@ -127,6 +132,13 @@ mod tests {
                 UnitStatus {
                     active_state: active.into(),
                     memory_current: mem,
+                    resources: Some(crate::units::Resources {
+                        memory: Some(match mem {
+                            Some(b) => Reading::Value(b),
+                            None => Reading::Unavailable("systemd reports no MemoryCurrent".into()),
+                        }),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             );
@@ -136,6 +148,7 @@ mod tests {
             check.run(&CheckContext {
                 now: std::time::SystemTime::now(),
                 units: &units,
+                backoff: &Default::default(),
                 systemd_error: None,
             })
         };
@@ -150,5 +163,17 @@ mod tests {
         assert_eq!(run(Some(300 << 20), "active").status, Status::Fail);
         assert_eq!(run(None, "active").status, Status::Warn);
         assert_eq!(run(None, "failed").status, Status::Pass);
+        // Started since the last read: no figure yet, and no warning.
+        units.get_mut("a.service").unwrap().resources = None;
+        let How::State(check) = &checks[0].how else {
+            panic!("a state check")
+        };
+        let o = check.run(&CheckContext {
+            now: std::time::SystemTime::now(),
+            units: &units,
+            backoff: &Default::default(),
+            systemd_error: None,
+        });
+        assert_eq!(o.status, Status::Pass);
     }
 }

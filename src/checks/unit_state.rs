@@ -160,6 +160,7 @@ mod tests {
         let ctx = CheckContext {
             now: std::time::SystemTime::now(),
             units: &units,
+            backoff: &Default::default(),
             systemd_error: Some("no system bus"),
         };
         let How::State(check) = &c[0].how else {

@@ -143,6 +143,26 @@ pub struct UnitConfig {
     pub memory_warn: Option<ByteSize>,
     #[serde(default)]
     pub memory_crit: Option<ByteSize>,
+    // The resource keys: checks::unit_resources documents, validates and
+    // grades them.
+    #[serde(default)]
+    pub fds_warn_percent: Option<f64>,
+    #[serde(default)]
+    pub fds_crit_percent: Option<f64>,
+    #[serde(default)]
+    pub tasks_warn: Option<u64>,
+    #[serde(default)]
+    pub tasks_crit: Option<u64>,
+    #[serde(default)]
+    pub cpu_warn_percent: Option<f64>,
+    #[serde(default)]
+    pub cpu_crit_percent: Option<f64>,
+    #[serde(default)]
+    pub swap_warn: Option<ByteSize>,
+    #[serde(default)]
+    pub swap_crit: Option<ByteSize>,
+    #[serde(default)]
+    pub restarts_warn: Option<u32>,
 }
 
 fn default_listen() -> Vec<String> {

@@ -57,6 +57,7 @@ impl Supervisor {
         let ctx = CheckContext {
             now: SystemTime::now(),
             units: &self.units,
+            backoff: &self.store.units,
             systemd_error: self.bus_error.as_deref(),
         };
         let fresh: Vec<(usize, CheckResult)> = self

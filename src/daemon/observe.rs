@@ -133,6 +133,11 @@ impl Supervisor {
         };
         let prev = status.clone();
         let moved = change.apply(status);
+        if moved && !status.is_active() {
+            // Its figures were of the run that ended.
+            status.resources = None;
+            status.memory_current = None;
+        }
         if change.result.is_some() {
             // Every service's Service signal comes here: no new key (and
             // no allocation) once the unit is known.

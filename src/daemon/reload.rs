@@ -69,6 +69,8 @@ impl Supervisor {
                     self.start_checks();
                     // Units may be new: their Restart= read ahead too.
                     self.want_restart_settings();
+                    // A read in flight asked for the old thresholds.
+                    self.resources.generation += 1;
                 }
                 if let Err(e) = self.set_alerts(alerts).await {
                     log::error!("alert channels not started: {e}");

@@ -7,8 +7,9 @@ use super::*;
 use crate::checks::Status;
 
 /// Reads every watched unit: one ListUnitsByNames for all of them, plus
-/// `Result` for units that are down and `MemoryCurrent` for running units
-/// with memory thresholds. `prev` supplies what signals told us already.
+/// `Result` for units that are down. `prev` supplies what signals told us
+/// already, and the figures of the resource reader (resources.rs), which
+/// reads memory and the rest on a task of its own after the sweep.
 /// With the rows comes the serial of systemd's reply to the list, which
 /// signals sent before it are older than (`systemd::older`).
 pub async fn read_units(
@@ -19,15 +20,7 @@ pub async fn read_units(
     let names: Vec<String> = config.units.iter().map(|u| u.name.to_string()).collect();
     let (listed, serial) = bus.list(&names).await?;
     let mut out = Vec::with_capacity(listed.len());
-    for (i, l) in listed.into_iter().enumerate() {
-        // systemd answers in the order asked: the row's own config is at
-        // the same position (a scan per row made each sweep quadratic).
-        let cfg = config
-            .units
-            .get(i)
-            .filter(|u| u.name.as_str() == l.name)
-            .or_else(|| config.unit(&l.name));
-        let wants_memory = cfg.is_some_and(|u| u.memory_warn.is_some() || u.memory_crit.is_some());
+    for l in listed {
         let active = l.active_state == "active" || l.active_state == "reloading";
         let before = prev.get(&l.name);
         let result = if !active && l.load_state != "not-found" {
@@ -35,18 +28,16 @@ pub async fn read_units(
         } else {
             before.and_then(|p| p.result.clone())
         };
-        let memory_current = if wants_memory && active {
-            bus.memory_current(&l.name, &l.path).await?
-        } else {
-            None
-        };
         let status = UnitStatus {
             load_state: l.load_state,
             active_state: l.active_state,
             sub_state: l.sub_state,
             result,
             n_restarts: before.and_then(|p| p.n_restarts),
-            memory_current,
+            // A unit that stopped has no figures; one that runs keeps the
+            // reader's until its next read.
+            memory_current: before.and_then(|p| p.memory_current).filter(|_| active),
+            resources: before.and_then(|p| p.resources.clone()).filter(|_| active),
         };
         out.push((l.name, l.path, status));
     }

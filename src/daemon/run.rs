@@ -96,6 +96,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     sup.start_checks();
     sup.first_results().await;
     sup.sweep().await;
+    sup.first_resource_read().await;
     if sup.bus.is_none() {
         stream = None;
     }
@@ -179,6 +180,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
                 }
             }
             answers = sup.prefetch.next() => sup.on_prefetched(answers),
+            answers = sup.resources.next() => sup.on_resources(answers),
             _ = sleep_until_opt(publish_at) => sup.publish(),
             _ = sleep_until_wall(stale_at) => sup.stale_due(),
             _ = sleep_until_wall(restart_at) => sup.restart_due().await,

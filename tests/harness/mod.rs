@@ -305,6 +305,15 @@ impl Sandbox {
             &format!("{:?}", unitwatchd_bin().display().to_string()),
         );
         self.write("/etc/polkit-1/rules.d/50-unitwatch.rules", &rule);
+        // The generator that grants CAP_DAC_READ_SEARCH while the config
+        // counts descriptors; systemd runs it at each daemon-reload.
+        let generator = read_repo("packaging/unitwatch-generator").replace(
+            "/usr/bin/unitwatchd",
+            &unitwatchd_bin().display().to_string(),
+        );
+        let at = "/etc/systemd/system-generators/unitwatch-generator";
+        self.write(at, &generator);
+        self.ok(&format!("chmod 755 {at}"));
     }
 
     /// Installs unitwatch-http.service (`systemd/`) and .socket (`packaging/`; the
@@ -323,6 +332,21 @@ impl Sandbox {
             &format!("[Service]\nExecStart=\nExecStart={}\n", bin.display()),
         );
         self.ok("systemctl daemon-reload");
+    }
+
+    /// `systemd-analyze security UNIT`'s overall exposure:
+    /// "Overall exposure level for X: 2.1 OK" -> 2.1
+    pub fn security_exposure(&self, unit: &str) -> f64 {
+        let out = self.ok(&format!("systemd-analyze security --no-pager {unit}"));
+        let line = out
+            .lines()
+            .find(|l| l.contains("Overall exposure level"))
+            .unwrap_or_else(|| panic!("no exposure in: {out}"));
+        line.split(':')
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("cannot read {line:?}"))
     }
 
     /// `curl` inside the sandbox: (HTTP status, body).

@@ -1,0 +1,156 @@
+//! The units' resources (memory, file descriptors, tasks, CPU, swap), read
+//! on a task of its own after each sweep, for the units with thresholds on
+//! them, and taken in by the loop when the read is done.
+//!
+//! systemd signals none of these figures, so they are polled: at 2,000
+//! units with every key on that is thousands of D-Bus round trips and
+//! /proc reads a sweep, which on the loop would hold up the handling of a
+//! failure for as long. Here they run beside it, [`IN_FLIGHT`] units at a
+//! time, each bounded by `unit_resources::READ_TIMEOUT`; a read still
+//! running when the next sweep ends is not doubled (that sweep reads
+//! nothing), and a read begun before a reload of the config is dropped.
+
+use futures_util::StreamExt as _;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::checks::unit_resources::{read_unit, Dirs, Target, Wants};
+use crate::units::Resources;
+
+/// At most this many units read at once, so that the reads do not crowd
+/// out the calls a failure makes meanwhile.
+const IN_FLIGHT: usize = 8;
+
+/// How long the start waits for the first read, so that the first
+/// snapshot has the figures.
+pub(super) const FIRST_READ: Duration = Duration::from_secs(2);
+
+type Answers = (u64, Vec<(String, Resources)>);
+
+#[derive(Debug, Default)]
+pub(super) struct Reader {
+    /// Bumped when the config changes: answers of an older one are dropped.
+    pub(super) generation: u64,
+    rx: Option<oneshot::Receiver<Answers>>,
+}
+
+impl Reader {
+    /// The answers of the read in flight; pending while there is none.
+    pub(super) async fn next(&mut self) -> Answers {
+        match self.rx.as_mut() {
+            Some(rx) => {
+                let r = rx.await;
+                self.rx = None;
+                match r {
+                    Ok(a) => a,
+                    // The task was dropped: nothing to take in.
+                    Err(_) => std::future::pending().await,
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    pub(super) fn in_flight(&self) -> bool {
+        self.rx.is_some()
+    }
+}
+
+/// Every watched unit that is running and has thresholds, as the reader
+/// gets it.
+pub fn targets(config: &Config, units: &UnitTable, paths: &HashMap<String, String>) -> Vec<Target> {
+    config
+        .units
+        .iter()
+        .filter_map(|u| {
+            let wants = Wants::of(u);
+            let name = u.name.as_str();
+            let status = units.get(name)?;
+            let path = paths.get(name)?;
+            (wants.any() && status.is_active()).then(|| Target {
+                unit: name.to_string(),
+                path: path.clone(),
+                wants,
+                prev: status.resources.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Reads every target, [`IN_FLIGHT`] at a time.
+pub async fn read_all(
+    bus: &Systemd,
+    dirs: &Dirs,
+    targets: Vec<Target>,
+) -> Vec<(String, Resources)> {
+    futures_util::stream::iter(targets)
+        .map(|t| async move {
+            let found = read_unit(bus, dirs, &t).await;
+            (t.unit, found)
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// Puts what a read found into the unit table.
+pub fn apply(units: &mut UnitTable, answers: Vec<(String, Resources)>) {
+    for (name, r) in answers {
+        let Some(s) = units.get_mut(&name) else {
+            continue;
+        };
+        // A unit that stopped while it was read has no figures.
+        if !s.is_active() {
+            continue;
+        }
+        s.memory_current = r.memory.as_ref().and_then(|m| m.value().copied());
+        s.resources = Some(r);
+    }
+}
+
+impl Supervisor {
+    /// Starts a read of the running units' resources, unless one is still
+    /// in flight or there is nothing to read.
+    pub(super) fn start_resource_read(&mut self) {
+        if self.resources.in_flight() {
+            log::debug!("the last resource read is still running: none this sweep");
+            return;
+        }
+        let Some(bus) = self.bus.clone() else {
+            return;
+        };
+        let targets = targets(&self.config, &self.units, &self.paths);
+        if targets.is_empty() {
+            return;
+        }
+        let dirs = Dirs::of(&self.config);
+        let generation = self.resources.generation;
+        let (tx, rx) = oneshot::channel();
+        self.resources.rx = Some(rx);
+        tokio::spawn(async move {
+            let answers = read_all(&bus, &dirs, targets).await;
+            let _ = tx.send((generation, answers));
+        });
+    }
+
+    /// Takes a read's figures in and grades them.
+    pub(super) fn on_resources(&mut self, (generation, answers): Answers) {
+        if generation != self.resources.generation {
+            return;
+        }
+        log::debug!("read the resources of {} units", answers.len());
+        apply(&mut self.units, answers);
+        self.run_checks(None);
+        self.publish_soon();
+    }
+
+    /// Waits up to [`FIRST_READ`] for the read started by the first sweep.
+    pub(super) async fn first_resource_read(&mut self) {
+        if !self.resources.in_flight() {
+            return;
+        }
+        if let Ok(a) = tokio::time::timeout(FIRST_READ, self.resources.next()).await {
+            self.on_resources(a);
+        }
+    }
+}
