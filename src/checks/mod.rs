@@ -41,7 +41,8 @@ kinds!(
     memory,
     tcp,
     http,
-    command
+    command,
+    freshness
 );
 
 /// Declares each kind's module and lists the kinds: [`KINDS`] (what each
