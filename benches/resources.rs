@@ -120,6 +120,30 @@ fn main() {
         let plain = per_sweep(&sb, secs);
         run_on(&sb, n, &config(n, "1s", true), true);
         let keys = per_sweep(&sb, secs);
+        // A profile of the daemon with every key on (a build with symbols:
+        // CARGO_PROFILE_RELEASE_SMALL_STRIP=none CARGO_PROFILE_RELEASE_SMALL_DEBUG=1).
+        if let Ok(out) = std::env::var("UNITWATCH_RESOURCES_PERF") {
+            let pid = std::process::Command::new("pgrep")
+                .args(["-n", "-f", "unitwatchd run"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            let _ = std::process::Command::new("perf")
+                .args([
+                    "record",
+                    "-F",
+                    "499",
+                    "-g",
+                    "-p",
+                    &pid,
+                    "-o",
+                    &format!("{out}.{n}"),
+                    "--",
+                    "sleep",
+                    "8",
+                ])
+                .status();
+        }
         // How long one read of every unit took: the spread of the read
         // times in one snapshot.
         let snap = sb.status_json();

@@ -426,6 +426,23 @@ impl Systemd {
         }
     }
 
+    /// A string property of the unit's type interface (`ControlGroup`, a
+    /// timer's `Unit`); none when it is empty.
+    pub async fn unit_str(
+        &self,
+        unit: &str,
+        path: &str,
+        prop: &str,
+    ) -> Result<Option<String>, SystemdError> {
+        let Some(iface) = type_interface(unit) else {
+            return Ok(None);
+        };
+        Ok(match &*self.get(path, iface, prop).await? {
+            Variant::Str(s) if !s.is_empty() => Some(s.as_str().to_string()),
+            _ => None,
+        })
+    }
+
     /// The unit's `ControlGroup` ("/system.slice/x.service"); none when it
     /// has none (not running).
     pub async fn control_group(
@@ -433,13 +450,7 @@ impl Systemd {
         unit: &str,
         path: &str,
     ) -> Result<Option<String>, SystemdError> {
-        let Some(iface) = type_interface(unit) else {
-            return Ok(None);
-        };
-        Ok(match &*self.get(path, iface, "ControlGroup").await? {
-            Variant::Str(s) if !s.is_empty() => Some(s.as_str().to_string()),
-            _ => None,
-        })
+        self.unit_str(unit, path, "ControlGroup").await
     }
 
     /// The PIDs of every process in the unit's cgroup, sub-cgroups too

@@ -56,6 +56,9 @@ pub struct Resources {
     /// `RLIMIT_NOFILE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fds: Option<Reading<Fds>>,
+    /// A timer's schedule and its service's last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<Reading<TimerInfo>>,
     /// When the read was made, in ms since the epoch.
     #[serde(default)]
     pub read_at_ms: u64,
@@ -63,9 +66,42 @@ pub struct Resources {
     /// its cgroup's own files are read).
     #[serde(skip)]
     pub control_group: Option<String>,
+    /// Where each figure was found at the first read of this run of the
+    /// unit, so later reads go there straight (none of the failed opens or
+    /// round trips of the first).
+    #[serde(skip)]
+    pub sources: Sources,
+    /// The soft `RLIMIT_NOFILE` of each process, as first read.
+    #[serde(skip)]
+    pub fd_limits: Vec<(u32, u64)>,
     /// The same on the monotonic clock, for the CPU delta.
     #[serde(skip)]
     pub read_at: Option<std::time::Instant>,
+}
+
+/// Where a figure comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Source {
+    /// Not known yet: everything is tried.
+    #[default]
+    Unknown,
+    /// The unit's cgroup on the unified hierarchy.
+    Unified,
+    /// Its cgroup on a v1 controller's hierarchy.
+    V1,
+    /// systemd, over D-Bus.
+    Systemd,
+    /// Nowhere: systemd has no such figure for the unit either.
+    Nowhere,
+}
+
+/// The [`Source`] of each cgroup figure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sources {
+    pub memory: Source,
+    pub tasks: Source,
+    pub cpu: Source,
+    pub swap: Source,
 }
 
 /// One figure: read, or why not.
@@ -87,6 +123,24 @@ impl<T> Reading<T> {
             _ => None,
         }
     }
+}
+
+/// What a timer says of itself and of the unit it triggers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerInfo {
+    /// `LastTriggerUSec`, µs since the epoch; 0 when it has not fired
+    /// since boot.
+    pub last_trigger_us: u64,
+    /// When it is due next, µs since the epoch (`NextElapseUSecRealtime`,
+    /// or the monotonic one on the wall clock); none when nothing is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_elapse_us: Option<u64>,
+    /// The unit it starts (`Unit`), and that unit's state and `Result`.
+    pub triggers: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers_result: Option<String>,
 }
 
 /// The worst of a unit's processes for open file descriptors.

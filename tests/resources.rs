@@ -4,7 +4,8 @@
 //! then the crit threshold; without the generator's drop-in the count fails
 //! with the reason instead of reading 0; a unit that spawns threads crosses
 //! the tasks thresholds, a busy loop the CPU threshold, and a crash loop
-//! under systemd's own Restart= the restarts warning.
+//! under systemd's own Restart= the restarts warning. And the host's: CPU
+//! contention crosses `[pressure] cpu_warn` (PSI).
 
 mod harness;
 
@@ -213,4 +214,46 @@ fn a_crash_loop_under_systemds_restart_warns() {
     sb.ok("systemctl restart unitwatch");
     let c = reach(&sb, "crashy.service:restarts", "warn");
     assert!(c["observed_value"].as_u64().unwrap() >= 4, "{c}");
+}
+
+#[test]
+fn cpu_contention_crosses_the_pressure_threshold() {
+    let sb = Sandbox::boot("resources-psi");
+    // The host's own pressure now (a busy CI machine has some): the
+    // threshold is set above it, for the contention below to cross.
+    let now = std::fs::read_to_string("/proc/pressure/cpu")
+        .expect("this kernel has no PSI: the test needs it");
+    let base: f64 = unitwatch::checks::pressure::some_avg60(&now).unwrap();
+    let warn = (base + 5.0).ceil();
+    sb.start_unitwatch(
+        &format!("[daemon]\ninterval = \"1s\"\n[pressure]\ncpu_warn = {warn}\ncpu_crit = 99\n"),
+        "",
+    );
+    let c = sb.wait_for("a pressure figure", Duration::from_secs(15), || {
+        let c = check(&sb.status_json(), "pressure:cpu");
+        c["observed_value"].is_number().then_some(c)
+    });
+    assert_eq!(c["status"], "pass", "{c}");
+    // Four busy loops on two cores: some task always waits for a CPU, and
+    // the minute's average climbs (about 15 points in 10 s).
+    sb.unit(
+        "contend.service",
+        "[Service]\nExecStart=/bin/sh -c 'for i in 1 2 3 4; do (while :; do :; done) & done; wait'\n",
+    );
+    sb.ok("systemctl start contend");
+    let c = sb.wait_for("pressure:cpu warn", Duration::from_secs(45), || {
+        let c = check(&sb.status_json(), "pressure:cpu");
+        (c["status"] == "warn").then_some(c)
+    });
+    sb.ok("systemctl stop contend");
+    let out = c["output"].as_str().unwrap();
+    assert!(
+        out.starts_with("some task stalled on cpu ")
+            && out.ends_with(&format!("(warn at {warn}%)")),
+        "{c}"
+    );
+    let m = &c["measurements"][0];
+    assert_eq!(m["name"], "pressure_some_avg60_ratio");
+    assert_eq!(m["labels"]["resource"], "cpu");
+    assert!(m["value"].as_f64().unwrap() * 100.0 >= warn, "{c}");
 }

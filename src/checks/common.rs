@@ -314,7 +314,7 @@ impl CommonProblems {
                         key("unit"),
                         format!("{u} is not a watched unit: add a [[unit]] with name = \"{u}\""),
                     ),
-                    Some(w) if !w.restart && on_fail == OnFail::Restart => {
+                    Some(w) if !w.restart() && on_fail == OnFail::Restart => {
                         bad(key("on_fail"), format!("{u} has restart = false"))
                     }
                     _ => {}

@@ -74,7 +74,7 @@ fn problems(config: &Config, bad: &mut Bad<'_>) {
                     at("restart_unit"),
                     format!("{u} is not a watched unit: add a [[unit]] with name = \"{u}\""),
                 ),
-                Some(w) if !w.restart => {
+                Some(w) if !w.restart() => {
                     bad(at("restart_unit"), format!("{u} has restart = false"))
                 }
                 _ => {}

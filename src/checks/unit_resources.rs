@@ -106,11 +106,14 @@ pub struct Wants {
     pub tasks: bool,
     pub cpu: bool,
     pub swap: bool,
+    /// A timer: its schedule and its service's last result.
+    pub timer: bool,
 }
 
 impl Wants {
     pub fn of(u: &UnitConfig) -> Wants {
         Wants {
+            timer: u.is_timer(),
             memory: u.memory_warn.is_some() || u.memory_crit.is_some(),
             fds: u.fds_warn_percent.is_some() || u.fds_crit_percent.is_some(),
             tasks: u.tasks_warn.is_some() || u.tasks_crit.is_some(),
@@ -120,7 +123,7 @@ impl Wants {
     }
     /// Anything besides memory, which has a field of its own.
     pub fn resources(&self) -> bool {
-        self.fds || self.tasks || self.cpu || self.swap
+        self.fds || self.tasks || self.cpu || self.swap || self.timer
     }
     pub fn any(&self) -> bool {
         self.memory || self.resources()

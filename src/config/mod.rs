@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::checks::disk::DiskConfig;
 use crate::checks::heartbeat::HeartbeatConfig;
 use crate::checks::memory::MemoryConfig;
+use crate::checks::pressure::PressureConfig;
 use crate::checks::CheckTable;
 
 mod alert;
@@ -74,6 +75,8 @@ pub struct Config {
     pub disks: Vec<DiskConfig>,
     #[serde(default)]
     pub memory: Option<MemoryConfig>,
+    #[serde(default)]
+    pub pressure: Option<PressureConfig>,
     #[serde(default)]
     pub http: HttpConfig,
     /// `[telemetry]`: present turns OTLP export on (unless `enabled = false`).
@@ -137,8 +140,9 @@ pub struct BackoffConfig {
 #[serde(deny_unknown_fields)]
 pub struct UnitConfig {
     pub name: UnitName,
-    #[serde(default = "default_true")]
-    pub restart: bool,
+    /// `restart` as written; see [`UnitConfig::restart`].
+    #[serde(default, rename = "restart")]
+    pub restart_set: Option<bool>,
     #[serde(default)]
     pub memory_warn: Option<ByteSize>,
     #[serde(default)]
@@ -163,6 +167,22 @@ pub struct UnitConfig {
     pub swap_crit: Option<ByteSize>,
     #[serde(default)]
     pub restarts_warn: Option<u32>,
+    /// Timers: how late a trigger may be (checks::unit_timer).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_late: Option<Duration>,
+}
+
+impl UnitConfig {
+    /// Does unitwatch restart the unit when it fails? `restart` as
+    /// written, by default yes, except for a timer, which is never
+    /// restarted (it is watched for firing on time; `restart = true` on one
+    /// is a config error).
+    pub fn restart(&self) -> bool {
+        self.restart_set.unwrap_or(!self.is_timer())
+    }
+    pub fn is_timer(&self) -> bool {
+        self.name.as_str().ends_with(".timer")
+    }
 }
 
 fn default_listen() -> Vec<String> {
@@ -197,9 +217,6 @@ fn default_reset_after() -> Duration {
 }
 fn default_max_restarts_per_hour() -> u32 {
     5
-}
-fn default_true() -> bool {
-    true
 }
 
 impl Default for DaemonConfig {
@@ -419,6 +436,8 @@ pub fn restartable_units(text: &str, path: &Path) -> Result<Vec<UnitName>, Confi
         .filter_map(|u| u.get_ref().as_table())
         .filter(|u| get(u, "restart").and_then(DeValue::as_bool) != Some(false))
         .filter_map(|u| UnitName::parse(get(u, "name")?.as_str()?).ok())
+        // A timer is never restarted (restart = true on one is invalid).
+        .filter(|n| !n.as_str().ends_with(".timer"))
         .collect())
 }
 

@@ -256,7 +256,7 @@ fn restartable_units_survive_mistakes_elsewhere() {
             .unwrap()
             .units
             .iter()
-            .filter(|u| u.restart)
+            .filter(|u| u.restart())
             .map(|u| u.name.to_string())
             .collect::<Vec<_>>(),
         names(forms).unwrap()

@@ -102,7 +102,7 @@ pub fn build_snapshot(v: &View<'_>) -> Snapshot {
                 });
             let view = UnitView {
                 state: v.units.get(&name).cloned(),
-                restart: u.restart,
+                restart: u.restart(),
                 backoff,
             };
             (name, view)

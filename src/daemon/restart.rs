@@ -42,7 +42,7 @@ impl Supervisor {
         let Some(cfg) = self.unit_config(name) else {
             return;
         };
-        if !cfg.restart {
+        if !cfg.restart() {
             return;
         }
         let Some(cur) = self.units.get(name).cloned() else {
@@ -188,7 +188,7 @@ impl Supervisor {
             .units
             .iter()
             .filter_map(|(n, u)| u.pending_restart_at.map(|t| (n, t.0)))
-            .filter(|(n, _)| self.unit_config(n).is_some_and(|u| u.restart))
+            .filter(|(n, _)| self.unit_config(n).is_some_and(|u| u.restart()))
             .map(|(_, t)| t)
             .min()
     }
@@ -209,7 +209,7 @@ impl Supervisor {
             .iter()
             .filter(|(n, u)| {
                 u.pending_restart_at.is_some_and(|t| t.0 <= now)
-                    && self.unit_config(n).is_some_and(|c| c.restart)
+                    && self.unit_config(n).is_some_and(|c| c.restart())
             })
             .map(|(n, _)| n.clone())
             .collect();

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::Wants;
 use crate::config::Config;
-use crate::units::{Fds, Reading, Resources};
+use crate::units::{Fds, Reading, Resources, Source, Sources, TimerInfo};
 
 /// What the reader needs to know of a unit it reads.
 #[derive(Debug, Clone)]
@@ -22,74 +22,74 @@ pub struct Target {
 /// The longest one unit's read may take: past it, its figures say so.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Reads one unit's figures from systemd and, for file descriptors, from
-/// /proc (on the blocking pool). Where systemd 252 has no figure on a
-/// hybrid cgroup host (CPUUsageNSec needs cpu and cpuacct mounted
-/// together; MemorySwapCurrent came in a later systemd), the unit's cgroup
-/// on the unified hierarchy is read instead: the kernel's own count for
-/// the same cgroup.
-pub async fn read_unit(
-    bus: &crate::systemd::Systemd,
-    dirs: &Dirs,
-    t: &Target,
-) -> Resources {
-    use crate::systemd::Prop;
-    let w = t.wants;
+/// Reads one unit's figures. The unit's own cgroup files come first, read
+/// on the blocking pool in one go (`memory.current`, `pids.current`,
+/// `cpu.stat`, `memory.swap.current` on the unified hierarchy, their v1
+/// twins on a hybrid host): they are the figures systemd itself reports as
+/// MemoryCurrent, TasksCurrent and CPUUsageNSec, without a D-Bus round
+/// trip each (at 2,000 units those round trips cost unitwatchd 0.7 s of
+/// CPU per sweep, and systemd 0.2 s). Only a figure whose file is not
+/// there is asked of systemd; where neither has it, it is unavailable (on
+/// this project's hybrid test hosts systemd 252 reports no CPUUsageNSec,
+/// as cpu and cpuacct are mounted apart, and 252 has no
+/// MemorySwapCurrent). The cgroup's path is asked once per run of the
+/// unit.
+pub async fn read_unit(bus: &crate::systemd::Systemd, dirs: &Dirs, t: &Target) -> Resources {
     let read = async {
-        let get = |prop: &'static str, on: bool| async move {
-            if on {
-                Some(bus.unit_u64(&t.unit, &t.path, prop).await)
-            } else {
-                None
-            }
-        };
-        let (memory, tasks, mut cpu, mut swap) = tokio::join!(
-            get("MemoryCurrent", w.memory),
-            get("TasksCurrent", w.tasks),
-            get("CPUUsageNSec", w.cpu),
-            get("MemorySwapCurrent", w.swap),
-        );
-        // The cgroup's path, for its own files: read once per run.
+        let w = t.wants;
         let mut control_group = t.prev.as_ref().and_then(|p| p.control_group.clone());
-        let (want_cpu, want_swap) = (cpu == Some(Prop::Missing), swap == Some(Prop::Missing));
-        if control_group.is_none() && (want_cpu || want_swap || w.fds) {
+        if control_group.is_none() && (w.memory || w.tasks || w.cpu || w.swap || w.fds) {
             control_group = bus.control_group(&t.unit, &t.path).await.ok().flatten();
         }
-        if let (Some(cg), true) = (&control_group, want_cpu || want_swap) {
-            let (sys, cg) = (dirs.sys.clone(), cg.clone());
-            let (c, s) = tokio::task::spawn_blocking(move || {
-                (
-                    want_cpu.then(|| cgroup2_cpu_nsec(&sys, &cg)).flatten(),
-                    want_swap
-                        .then(|| cgroup2_u64(&sys, &cg, "memory.swap.current"))
-                        .flatten(),
-                )
-            })
-            .await
-            .unwrap_or_default();
-            if let Some(n) = c {
-                cpu = Some(Prop::Value(n));
+        let known = t.prev.as_ref().map(|p| (p.sources, p.fd_limits.clone()));
+        let (sources, limits) = known.unwrap_or_default();
+        let mut files = match control_group.clone() {
+            Some(cg) => {
+                let (sys, proc_dir) = (dirs.sys.clone(), dirs.proc.clone());
+                tokio::task::spawn_blocking(move || {
+                    Files::read(&sys, &proc_dir, &cg, w, sources, limits)
+                })
+                .await
+                .unwrap_or_default()
             }
-            if let Some(n) = s {
-                swap = Some(Prop::Value(n));
+            None => Files::default(),
+        };
+        // What the files did not have is asked of systemd, unless it
+        // had nothing either at the first read of this run of the unit.
+        let fallback = |prop: &'static str, on: bool, have: Option<u64>, src: Source| async move {
+            match (on, have, src) {
+                (false, ..) => None,
+                (true, Some(v), _) => Some(Prop::Value(v)),
+                (true, None, Source::Nowhere) => Some(Prop::Missing),
+                (true, None, _) => Some(bus.unit_u64(&t.unit, &t.path, prop).await),
             }
-        }
-        let fds = if w.fds {
-            // The cgroup's own list where there is a unified hierarchy (no
-            // round trip, no command lines); systemd's otherwise.
-            let (sys, cg) = (dirs.sys.clone(), control_group.clone());
-            let listed = match cg {
-                Some(cg) => tokio::task::spawn_blocking(move || cgroup2_pids(&sys, &cg))
-                    .await
-                    .ok()
-                    .flatten(),
-                None => None,
-            };
-            let pids = match listed {
-                Some(p) => Ok(p),
-                None => bus.unit_pids(&t.unit).await.map_err(|e| e.to_string()),
-            };
-            Some(match pids {
+        };
+        let (memory, tasks, cpu, swap) = tokio::join!(
+            fallback("MemoryCurrent", w.memory, files.memory, files.sources.memory),
+            fallback("TasksCurrent", w.tasks, files.tasks, files.sources.tasks),
+            fallback("CPUUsageNSec", w.cpu, files.cpu_nsec, files.sources.cpu),
+            fallback("MemorySwapCurrent", w.swap, files.swap, files.sources.swap),
+        );
+        let settle = |src: &mut Source, p: &Option<Prop>| {
+            if *src == Source::Unknown {
+                *src = match p {
+                    Some(Prop::Value(_)) => Source::Systemd,
+                    Some(Prop::Missing) => Source::Nowhere,
+                    // An error says nothing of where it is: try again.
+                    _ => Source::Unknown,
+                };
+            }
+        };
+        settle(&mut files.sources.memory, &memory);
+        settle(&mut files.sources.tasks, &tasks);
+        settle(&mut files.sources.cpu, &cpu);
+        settle(&mut files.sources.swap, &swap);
+        let (sources, fd_limits) = (files.sources, std::mem::take(&mut files.fd_limits));
+        let fds = match (w.fds, files.fds) {
+            (false, _) => None,
+            (true, Some(r)) => Some(r),
+            // No cgroup.procs to read: systemd's list of the processes.
+            (true, None) => Some(match bus.unit_pids(&t.unit).await {
                 Ok(pids) => {
                     let dir = dirs.proc.clone();
                     tokio::task::spawn_blocking(move || count_fds(&dir, &pids))
@@ -98,28 +98,34 @@ pub async fn read_unit(
                             Reading::Error("counting panicked; a bug in unitwatch".into())
                         })
                 }
-                Err(e) => Reading::Error(e),
-            })
+                Err(e) => Reading::Error(e.to_string()),
+            }),
+        };
+        let timer = if w.timer {
+            Some(read_timer(bus, t).await)
         } else {
             None
         };
-        (memory, tasks, cpu, swap, fds, control_group)
+        (memory, tasks, cpu, swap, fds, (control_group, sources, fd_limits), timer)
     };
-    let (memory, tasks, cpu, swap, fds, control_group) = match tokio::time::timeout(READ_TIMEOUT, read).await {
-        Ok(r) => r,
-        Err(_) => {
-            let why = format!("no answer within {}s", READ_TIMEOUT.as_secs());
-            let late = |on: bool| on.then(|| Prop::Error(why.clone()));
-            (
-                late(w.memory),
-                late(w.tasks),
-                late(w.cpu),
-                late(w.swap),
-                w.fds.then(|| Reading::Error(why.clone())),
-                None,
-            )
-        }
-    };
+    let w = t.wants;
+    let (memory, tasks, cpu, swap, fds, (control_group, sources, fd_limits), timer) =
+        match tokio::time::timeout(READ_TIMEOUT, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                let why = format!("no answer within {}s", READ_TIMEOUT.as_secs());
+                let late = |on: bool| on.then(|| Prop::Error(why.clone()));
+                (
+                    late(w.memory),
+                    late(w.tasks),
+                    late(w.cpu),
+                    late(w.swap),
+                    w.fds.then(|| Reading::Error(why.clone())),
+                    (None, Sources::default(), Vec::new()),
+                    w.timer.then(|| Reading::Error(why.clone())),
+                )
+            }
+        };
     let reading = |p: Prop, why: &str| match p {
         Prop::Value(v) => Reading::Value(v),
         Prop::Missing => Reading::Unavailable(why.to_string()),
@@ -129,7 +135,7 @@ pub async fn read_unit(
     let cpu = cpu.map(|p| {
         reading(
             p,
-            "neither systemd (CPUUsageNSec; is CPUAccounting off?) nor the unified cgroup (cpu.stat) has the unit's CPU time",
+            "neither the unit's cgroup (cpu.stat, cpuacct.usage) nor systemd (CPUUsageNSec; is CPUAccounting off?) has its CPU time",
         )
     });
     let cpu_ppm = match (&cpu, &t.prev) {
@@ -137,24 +143,185 @@ pub async fn read_unit(
         _ => None,
     };
     Resources {
-        memory: memory.map(|p| reading(p, "systemd reports no MemoryCurrent (is MemoryAccounting off?)")),
-        tasks: tasks.map(|p| reading(p, "systemd reports no TasksCurrent (is TasksAccounting off?)")),
+        memory: memory.map(|p| {
+            reading(
+                p,
+                "systemd reports no MemoryCurrent (is MemoryAccounting off?)",
+            )
+        }),
+        tasks: tasks.map(|p| {
+            reading(
+                p,
+                "systemd reports no TasksCurrent (is TasksAccounting off?)",
+            )
+        }),
         cpu_usage_nsec: cpu,
         cpu_ppm,
         swap: swap.map(|p| {
             reading(
                 p,
-                "neither systemd (MemorySwapCurrent) nor the unified cgroup (memory.swap.current) has the unit's swap: swap is accounted on the unified cgroup hierarchy only",
+                "neither the unit's cgroup (memory.swap.current) nor systemd (MemorySwapCurrent) has its swap: swap is accounted on the unified cgroup hierarchy only",
             )
         }),
         fds,
+        timer,
         read_at_ms: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default(),
         read_at: Some(now),
         control_group,
+        sources,
+        fd_limits,
     }
+}
+
+use crate::systemd::Prop;
+
+/// What a unit's cgroup files said; none for a figure whose file is not
+/// there (or not wanted), and where each was found.
+#[derive(Debug, Default)]
+struct Files {
+    memory: Option<u64>,
+    tasks: Option<u64>,
+    cpu_nsec: Option<u64>,
+    swap: Option<u64>,
+    /// The count, when the cgroup's processes could be listed.
+    fds: Option<Reading<Fds>>,
+    sources: Sources,
+    fd_limits: Vec<(u32, u64)>,
+}
+
+impl Files {
+    fn read(
+        sys: &Path,
+        proc_dir: &Path,
+        cg: &str,
+        w: Wants,
+        known: Sources,
+        mut fd_limits: Vec<(u32, u64)>,
+    ) -> Files {
+        let rel = cg.trim_start_matches('/');
+        let v1 = |controller: &str, file: &str| -> Option<u64> {
+            let p = sys.join("fs/cgroup").join(controller).join(rel).join(file);
+            std::fs::read_to_string(p).ok()?.trim().parse().ok()
+        };
+        let v2 = |file: &str| cgroup2_u64(sys, cg, file);
+        // Each figure from where it was found before, else tried in turn.
+        let figure = |on: bool,
+                      src: &mut Source,
+                      unified: &dyn Fn() -> Option<u64>,
+                      legacy: &dyn Fn() -> Option<u64>|
+         -> Option<u64> {
+            if !on {
+                return None;
+            }
+            match *src {
+                Source::Unified => unified(),
+                Source::V1 => legacy(),
+                Source::Systemd | Source::Nowhere => None,
+                Source::Unknown => {
+                    if let Some(v) = unified() {
+                        *src = Source::Unified;
+                        Some(v)
+                    } else if let Some(v) = legacy() {
+                        *src = Source::V1;
+                        Some(v)
+                    } else {
+                        None
+                    }
+                }
+            }
+        };
+        let mut s = known;
+        let memory = figure(w.memory, &mut s.memory, &|| v2("memory.current"), &|| {
+            v1("memory", "memory.usage_in_bytes")
+        });
+        let tasks = figure(w.tasks, &mut s.tasks, &|| v2("pids.current"), &|| {
+            v1("pids", "pids.current")
+        });
+        let cpu_nsec = figure(w.cpu, &mut s.cpu, &|| cgroup2_cpu_nsec(sys, cg), &|| {
+            v1("cpuacct", "cpuacct.usage").or_else(|| v1("cpu,cpuacct", "cpuacct.usage"))
+        });
+        let swap = figure(w.swap, &mut s.swap, &|| v2("memory.swap.current"), &|| None);
+        let fds = w
+            .fds
+            .then(|| {
+                cgroup2_pids(sys, cg).map(|pids| count_fds_cached(proc_dir, &pids, &mut fd_limits))
+            })
+            .flatten();
+        Files {
+            memory,
+            tasks,
+            cpu_nsec,
+            swap,
+            fds,
+            sources: s,
+            fd_limits,
+        }
+    }
+}
+
+/// A timer's `LastTriggerUSec`, next elapse and `Unit`, and the state and
+/// `Result` of that unit.
+async fn read_timer(bus: &crate::systemd::Systemd, t: &Target) -> Reading<TimerInfo> {
+    use crate::systemd::Prop;
+    let u64_of = |p: Prop| match p {
+        Prop::Value(v) => Ok(Some(v)),
+        Prop::Missing => Ok(None),
+        Prop::Error(e) => Err(e),
+    };
+    let read = async {
+        let (last, real, mono, unit) = tokio::join!(
+            bus.unit_u64(&t.unit, &t.path, "LastTriggerUSec"),
+            bus.unit_u64(&t.unit, &t.path, "NextElapseUSecRealtime"),
+            bus.unit_u64(&t.unit, &t.path, "NextElapseUSecMonotonic"),
+            bus.unit_str(&t.unit, &t.path, "Unit"),
+        );
+        let last = u64_of(last)?.unwrap_or(0);
+        let next = match (u64_of(real)?.filter(|v| *v > 0), u64_of(mono)?.filter(|v| *v > 0)) {
+            (Some(r), _) => Some(r),
+            (None, Some(m)) => monotonic_to_wall(m),
+            (None, None) => None,
+        };
+        let triggers = unit.map_err(|e| e.to_string())?.unwrap_or_default();
+        let (mut state, mut result) = (None, None);
+        if !triggers.is_empty() {
+            let (listed, _) = bus
+                .list(std::slice::from_ref(&triggers))
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(l) = listed.first() {
+                state = Some(l.active_state.clone());
+                result = bus
+                    .result(&triggers, &l.path)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok::<_, String>(TimerInfo {
+            last_trigger_us: last,
+            next_elapse_us: next,
+            triggers,
+            triggers_state: state,
+            triggers_result: result,
+        })
+    };
+    match read.await {
+        Ok(i) => Reading::Value(i),
+        Err(e) => Reading::Error(e),
+    }
+}
+
+/// A CLOCK_MONOTONIC time (µs) on the wall clock, as now relates them.
+fn monotonic_to_wall(mono_us: u64) -> Option<u64> {
+    let now_mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    let now_mono_us = now_mono.tv_sec() as i128 * 1_000_000 + now_mono.tv_nsec() as i128 / 1000;
+    let now_wall_us = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_micros() as i128;
+    u64::try_from(now_wall_us + (mono_us as i128 - now_mono_us)).ok()
 }
 
 /// Where the reader looks: `[daemon] proc_dir` and `sys_dir`.
@@ -177,20 +344,48 @@ impl Dirs {
 /// /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid
 /// one.
 pub(super) fn cgroup2_file(sys: &Path, cg: &str, file: &str) -> Option<String> {
-    let cg = cg.trim_start_matches('/');
-    ["fs/cgroup", "fs/cgroup/unified"]
+    let root = unified_root(sys)?;
+    std::fs::read_to_string(root.join(cg.trim_start_matches('/')).join(file)).ok()
+}
+
+/// Is `dir` a procfs (where a /proc/PID/fd's size is its count), rather
+/// than a test's fixture? Asked once per directory.
+fn is_procfs(dir: &Path) -> bool {
+    use std::sync::Mutex;
+    static SEEN: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, b)) = seen.iter().find(|(d, _)| d == dir) {
+        return *b;
+    }
+    let b = nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    seen.push((dir.to_path_buf(), b));
+    b
+}
+
+/// Where the unified hierarchy is mounted: /sys/fs/cgroup on a unified
+/// host, /sys/fs/cgroup/unified on a hybrid one; none on a legacy one.
+/// Looked up once per `sys` (a failed open per figure per unit per sweep
+/// added up at 2,000 units).
+pub(super) fn unified_root(sys: &Path) -> Option<PathBuf> {
+    use std::sync::Mutex;
+    static ROOTS: Mutex<Vec<(PathBuf, Option<PathBuf>)>> = Mutex::new(Vec::new());
+    let mut roots = ROOTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, r)) = roots.iter().find(|(s, _)| s == sys) {
+        return r.clone();
+    }
+    let found = ["fs/cgroup", "fs/cgroup/unified"]
         .iter()
-        .find_map(|root| std::fs::read_to_string(sys.join(root).join(cg).join(file)).ok())
+        .map(|r| sys.join(r))
+        .find(|r| r.join("cgroup.controllers").is_file());
+    roots.push((sys.to_path_buf(), found.clone()));
+    found
 }
 
 /// Every process of the cgroup and its sub-cgroups, from their
 /// cgroup.procs; none where the unified hierarchy does not have it.
 pub(super) fn cgroup2_pids(sys: &Path, cg: &str) -> Option<Vec<u32>> {
-    let cg = cg.trim_start_matches('/');
-    let root = ["fs/cgroup", "fs/cgroup/unified"]
-        .iter()
-        .map(|r| sys.join(r).join(cg))
-        .find(|d| d.join("cgroup.procs").is_file())?;
+    let root = unified_root(sys)?.join(cg.trim_start_matches('/'));
     let mut pids = Vec::new();
     let mut dirs = vec![root];
     while let Some(d) = dirs.pop() {
@@ -241,26 +436,52 @@ pub(super) fn cpu_ppm(prev: &Resources, nsec: u64, now: std::time::Instant) -> O
 /// that cannot be read is the unit's answer ("permission denied reading
 /// /proc/812/fd"), as a count of the others would be a silent undercount.
 pub fn count_fds(proc_dir: &Path, pids: &[u32]) -> Reading<Fds> {
+    count_fds_cached(proc_dir, pids, &mut Vec::new())
+}
+
+/// [`count_fds`], with the soft limits already read for these processes
+/// (`limits`, kept from read to read: a process's limit rarely changes,
+/// and a read of /proc/PID/limits is an open each).
+pub fn count_fds_cached(proc_dir: &Path, pids: &[u32], limits: &mut Vec<(u32, u64)>) -> Reading<Fds> {
     let mut worst: Option<Fds> = None;
     let mut gone = 0;
+    limits.retain(|(p, _)| pids.contains(p));
     for &pid in pids {
         let dir = proc_dir.join(pid.to_string());
-        let limit = match read_nofile(&dir.join("limits")) {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                gone += 1;
-                continue;
-            }
-            Err(e) => return Reading::Error(io_said(&e, &dir.join("limits"))),
+        let limit = match limits.iter().find(|(p, _)| *p == pid) {
+            Some((_, l)) => *l,
+            None => match read_nofile(&dir.join("limits")) {
+                Ok(l) => {
+                    limits.push((pid, l));
+                    l
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    gone += 1;
+                    continue;
+                }
+                Err(e) => return Reading::Error(io_said(&e, &dir.join("limits"))),
+            },
         };
         let fd_dir = dir.join("fd");
-        let open = match std::fs::read_dir(&fd_dir) {
-            Ok(d) => d.count() as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                gone += 1;
-                continue;
+        // Linux 6.2 and later give the count as the directory's size: one
+        // stat instead of listing every descriptor. Before, the size is 0
+        // and the directory is listed.
+        let sized = if is_procfs(proc_dir) {
+            std::fs::metadata(&fd_dir).map(|m| m.len()).unwrap_or(0)
+        } else {
+            0
+        };
+        let open = if sized > 0 {
+            sized
+        } else {
+            match std::fs::read_dir(&fd_dir) {
+                Ok(d) => d.count() as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    gone += 1;
+                    continue;
+                }
+                Err(e) => return Reading::Error(io_said(&e, &fd_dir)),
             }
-            Err(e) => return Reading::Error(io_said(&e, &fd_dir)),
         };
         let f = Fds {
             pid,
@@ -268,7 +489,9 @@ pub fn count_fds(proc_dir: &Path, pids: &[u32]) -> Reading<Fds> {
             limit,
             processes: 0,
         };
-        if worst.is_none_or(|w| f.percent() > w.percent() || (w.open < f.open && f.percent() == w.percent())) {
+        if worst.is_none_or(|w| {
+            f.percent() > w.percent() || (w.open < f.open && f.percent() == w.percent())
+        }) {
             worst = Some(f);
         }
     }

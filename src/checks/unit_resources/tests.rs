@@ -302,6 +302,20 @@ fn counting_fds_in_proc() {
         r => panic!("{r:?}"),
     }
     assert_eq!(parse_nofile(&limits("4096")), Some(4096));
+    // A limit once read is kept; a process gone is dropped from the cache.
+    let mut cache = vec![(10, 50), (77, 1)];
+    let Reading::Value(f) = count_fds_cached(dir.path(), &[10], &mut cache) else {
+        panic!()
+    };
+    assert_eq!((f.open, f.limit), (100, 50), "the cached limit, not the file's 1024");
+    assert_eq!(cache, [(10, 50)]);
+    // The real /proc: this process's own count, as the kernel gives it.
+    let me = std::process::id();
+    let Reading::Value(f) = count_fds(Path::new("/proc"), &[me]) else {
+        panic!()
+    };
+    let listed = std::fs::read_dir(format!("/proc/{me}/fd")).unwrap().count() as u64;
+    assert!(f.open.abs_diff(listed) <= 2, "{} vs {listed}", f.open);
     assert_eq!(parse_nofile("nothing"), None);
 }
 
@@ -311,6 +325,7 @@ fn the_unified_cgroup_is_read_where_systemd_has_no_figure() {
     // A hybrid host: the unified hierarchy under fs/cgroup/unified.
     let cg = sys.path().join("fs/cgroup/unified/system.slice/x.service");
     std::fs::create_dir_all(&cg).unwrap();
+    std::fs::write(sys.path().join("fs/cgroup/unified/cgroup.controllers"), "cpu pids\n").unwrap();
     std::fs::write(
         cg.join("cpu.stat"),
         "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
@@ -334,6 +349,7 @@ fn the_cgroups_processes_are_listed_with_its_sub_cgroups() {
     let sys = tempfile::tempdir().unwrap();
     let cg = sys.path().join("fs/cgroup/system.slice/x.service");
     std::fs::create_dir_all(cg.join("worker")).unwrap();
+    std::fs::write(sys.path().join("fs/cgroup/cgroup.controllers"), "cpu pids\n").unwrap();
     std::fs::write(cg.join("cgroup.procs"), "10\n11\n").unwrap();
     std::fs::write(cg.join("worker/cgroup.procs"), "12\n").unwrap();
     let mut pids = cgroup2_pids(sys.path(), "/system.slice/x.service").unwrap();
