@@ -526,9 +526,14 @@ impl Supervisor {
             self.supervise_unit(&name, now).await;
         }
         self.persist();
-        self.publish();
         self.start_prefetch();
-        self.start_resource_read();
+        // One snapshot a sweep: with a resource read started, when its
+        // figures come in (on_resources), else now.
+        if self.start_resource_read() {
+            self.publish_by(tokio::time::Instant::now() + resources::READ_PUBLISH);
+        } else {
+            self.publish();
+        }
     }
 
     /// The sweep period: `interval`, shortened to half the watchdog period

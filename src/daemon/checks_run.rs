@@ -54,6 +54,11 @@ impl Supervisor {
     /// Runs the state checks, all or only those about `unit`, and logs
     /// status changes. (A state check that has not run yet runs anyway.)
     pub(super) fn run_checks(&mut self, unit: Option<&str>) {
+        self.run_checks_where(|d| unit.is_none_or(|u| d.unit.as_deref() == Some(u)));
+    }
+
+    /// Runs the state checks `which` picks (and any not run yet).
+    pub(super) fn run_checks_where(&mut self, which: impl Fn(&CheckDef) -> bool) {
         let ctx = CheckContext {
             now: SystemTime::now(),
             units: &self.units,
@@ -66,8 +71,7 @@ impl Supervisor {
             .enumerate()
             .filter_map(|(i, d)| {
                 let How::State(s) = &d.how else { return None };
-                let skip =
-                    unit.is_some_and(|u| d.unit.as_deref() != Some(u)) && !self.results[i].pending;
+                let skip = !which(d) && !self.results[i].pending;
                 (!skip).then(|| (i, checks::run_state(d, s.as_ref(), &ctx)))
             })
             .collect();

@@ -25,6 +25,10 @@ const IN_FLIGHT: usize = 8;
 /// snapshot has the figures.
 pub(super) const FIRST_READ: Duration = Duration::from_secs(2);
 
+/// How long a sweep's snapshot waits for the read it started at most (it
+/// is published as the figures come in, about 100 ms at 2,000 units).
+pub(super) const READ_PUBLISH: Duration = Duration::from_secs(1);
+
 type Answers = (u64, Vec<(String, Resources)>);
 
 #[derive(Debug, Default)]
@@ -110,18 +114,18 @@ pub fn apply(units: &mut UnitTable, answers: Vec<(String, Resources)>) {
 
 impl Supervisor {
     /// Starts a read of the running units' resources, unless one is still
-    /// in flight or there is nothing to read.
-    pub(super) fn start_resource_read(&mut self) {
+    /// in flight or there is nothing to read. Whether a read is in flight.
+    pub(super) fn start_resource_read(&mut self) -> bool {
         if self.resources.in_flight() {
             log::debug!("the last resource read is still running: none this sweep");
-            return;
+            return true;
         }
         let Some(bus) = self.bus.clone() else {
-            return;
+            return false;
         };
         let targets = targets(&self.config, &self.units, &self.paths);
         if targets.is_empty() {
-            return;
+            return false;
         }
         let dirs = Dirs::of(&self.config);
         let generation = self.resources.generation;
@@ -131,17 +135,23 @@ impl Supervisor {
             let answers = read_all(&bus, &dirs, targets).await;
             let _ = tx.send((generation, answers));
         });
+        true
     }
 
-    /// Takes a read's figures in and grades them.
+    /// Takes a read's figures in, grades them (the checks of the units
+    /// read, but their state, which the sweep has just judged) and
+    /// publishes the sweep's snapshot, which waited for them.
     pub(super) fn on_resources(&mut self, (generation, answers): Answers) {
         if generation != self.resources.generation {
             return;
         }
         log::debug!("read the resources of {} units", answers.len());
+        let read: HashSet<String> = answers.iter().map(|(n, _)| n.clone()).collect();
         apply(&mut self.units, answers);
-        self.run_checks(None);
-        self.publish_soon();
+        self.run_checks_where(|d| {
+            d.id.measurement != "state" && d.unit.as_ref().is_some_and(|u| read.contains(u))
+        });
+        self.publish();
     }
 
     /// Waits up to [`FIRST_READ`] for the read started by the first sweep.
@@ -149,8 +159,9 @@ impl Supervisor {
         if !self.resources.in_flight() {
             return;
         }
-        if let Ok(a) = tokio::time::timeout(FIRST_READ, self.resources.next()).await {
-            self.on_resources(a);
+        match tokio::time::timeout(FIRST_READ, self.resources.next()).await {
+            Ok(a) => self.on_resources(a),
+            Err(_) => self.publish(),
         }
     }
 }
