@@ -87,7 +87,7 @@ fn config_check_exit_codes_and_messages() {
     assert_eq!(
         text(&out.stderr).trim(),
         format!(
-            "unitwatchd: {}:6:1: unit[0].restrat: unknown field `restrat`, expected one of `name`, `restart`, `memory_warn`, `memory_crit`",
+            "unitwatchd: {}:6:1: unit[0].restrat: unknown field `restrat`, expected one of `name`, `restart`, `memory_warn`, `memory_crit`, `fds_warn_percent`, `fds_crit_percent`, `tasks_warn`, `tasks_crit`, `cpu_warn_percent`, `cpu_crit_percent`, `swap_warn`, `swap_crit`, `restarts_warn`, `max_late`",
             cfg.display()
         )
     );
