@@ -320,6 +320,22 @@ impl CheckDef {
         }
     }
 
+    /// A check about a watched unit: its key `UNIT:MEASUREMENT`, shown
+    /// under the unit, re-run on its signals (the unit kinds' checks).
+    pub fn for_unit(unit: &str, measurement: &'static str, how: How, interval: Duration) -> Self {
+        let mut def = CheckDef::new(
+            CheckId {
+                component: unit.to_string(),
+                measurement,
+                component_type: "component",
+            },
+            how,
+            interval,
+        );
+        def.unit = Some(unit.to_string());
+        def
+    }
+
     pub fn is_probe(&self) -> bool {
         matches!(self.how, How::Probe(_))
     }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::checks::kind::{Build, Kind, Make};
-use crate::checks::{grade, CheckContext, CheckDef, CheckId, How, Outcome, StateCheck, Status};
+use crate::checks::{grade, CheckContext, CheckDef, How, Outcome, StateCheck, Status};
 use crate::config::{Bad, ByteSize, Config, KeySeg};
 use crate::units::Reading;
 
@@ -51,17 +51,12 @@ fn build(config: &Config) -> Vec<CheckDef> {
                 warn: u.memory_warn,
                 crit: u.memory_crit,
             });
-            let mut def = CheckDef::new(
-                CheckId {
-                    component: u.name.to_string(),
-                    measurement: "memory",
-                    component_type: "component",
-                },
+            CheckDef::for_unit(
+                u.name.as_str(),
+                "memory",
                 How::State(check),
                 config.daemon.interval,
-            );
-            def.unit = Some(u.name.to_string());
-            def
+            )
         })
         .collect()
 }

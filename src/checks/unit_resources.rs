@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use crate::backoff::UnitBackoff;
 use crate::checks::kind::{Build, Kind, Make, MetricDoc};
 use crate::checks::{
-    crossed, grade, round2, CheckContext, CheckDef, CheckId, How, Measurement, Outcome,
+    crossed, grade, round2, CheckContext, CheckDef, How, Measurement, Outcome,
     StateCheck, Status,
 };
 use crate::config::{Bad, ByteSize, Config, KeySeg, UnitConfig};
@@ -226,17 +226,12 @@ fn build(config: &Config) -> Vec<CheckDef> {
                 warn,
                 crit,
             });
-            let mut def = CheckDef::new(
-                CheckId {
-                    component: u.name.to_string(),
-                    measurement: what.measurement(),
-                    component_type: "component",
-                },
+            out.push(CheckDef::for_unit(
+                u.name.as_str(),
+                what.measurement(),
                 How::State(check),
                 config.daemon.interval,
-            );
-            def.unit = Some(u.name.to_string());
-            out.push(def);
+            ));
         }
     }
     out

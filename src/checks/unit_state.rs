@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::checks::kind::{Build, Kind, Make};
-use crate::checks::{CheckContext, CheckDef, CheckId, How, Outcome, StateCheck, Status};
+use crate::checks::{CheckContext, CheckDef, How, Outcome, StateCheck, Status};
 use crate::config::{Bad, Config};
 use crate::units::UnitStatus;
 
@@ -33,16 +33,12 @@ fn build(config: &Config) -> Vec<CheckDef> {
             let check = Arc::new(UnitStateCheck {
                 unit: u.name.to_string(),
             });
-            let mut def = CheckDef::new(
-                CheckId {
-                    component: u.name.to_string(),
-                    measurement: "state",
-                    component_type: "component",
-                },
+            let mut def = CheckDef::for_unit(
+                u.name.as_str(),
+                "state",
                 How::State(check),
                 config.daemon.interval,
             );
-            def.unit = Some(u.name.to_string());
             // unit-failed and unit-recovered tell its changes.
             def.quiet = true;
             def

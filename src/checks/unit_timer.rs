@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::checks::kind::{Build, Kind, Make, MetricDoc};
 use crate::checks::unit_resources::not_read_yet;
-use crate::checks::{fmt_duration, CheckContext, CheckDef, CheckId, How, Measurement, Outcome, StateCheck, Status};
+use crate::checks::{fmt_duration, CheckContext, CheckDef, How, Measurement, Outcome, StateCheck, Status};
 use crate::config::{Bad, Config, KeySeg};
 use crate::manual::KeyDoc;
 use crate::units::{Reading, TimerInfo};
@@ -79,17 +79,12 @@ fn build(config: &Config) -> Vec<CheckDef> {
                 unit: u.name.to_string(),
                 max_late: u.max_late,
             });
-            let mut def = CheckDef::new(
-                CheckId {
-                    component: u.name.to_string(),
-                    measurement: "schedule",
-                    component_type: "component",
-                },
+            CheckDef::for_unit(
+                u.name.as_str(),
+                "schedule",
                 How::State(check),
                 config.daemon.interval,
-            );
-            def.unit = Some(u.name.to_string());
-            def
+            )
         })
         .collect()
 }
