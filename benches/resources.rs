@@ -7,7 +7,9 @@
 //!   on (memory, fds, tasks, CPU, swap, restarts) against none: unitwatchd's
 //!   CPU per sweep at `interval = "1s"`, and systemd's (PID 1, which
 //!   answers the reads);
-//! - idle CPU at `interval = "10s"` and RSS, all keys on.
+//! - idle CPU at `interval = "10s"` and RSS, all keys on;
+//! - detection (systemd's exit line to `unit-failed`) of a watched unit
+//!   killed while the reads run, with no keys and with all of them.
 //!
 //! Each figure is printed beside its target and marked met or NOT MET.
 //! `scripts/bench` runs it (as root); `CI=true` shortens the windows.
@@ -21,7 +23,8 @@ mod measure;
 use std::time::{Duration, Instant};
 
 use harness::{verdict, Sandbox};
-use measure::{cpu_ticks, env_num, idle, status_kb};
+use harness::Summary;
+use measure::{cpu_ticks, env_num, idle, kill_once, status_kb, Samples};
 
 fn unit(i: usize) -> String {
     format!("res@{i}.service")
@@ -32,8 +35,15 @@ const ALL_KEYS: &str = "memory_warn = \"1GiB\"\nmemory_crit = \"2GiB\"\n\
     fds_warn_percent = 70\nfds_crit_percent = 90\ntasks_warn = 500\ntasks_crit = 1000\n\
     cpu_warn_percent = 80\ncpu_crit_percent = 180\nswap_warn = \"256MiB\"\nrestarts_warn = 5\n";
 
+/// The unit killed for the detection figures, restarted by unitwatch.
+const VICTIM: &str = "victim.service";
+
 fn config(n: usize, interval: &str, keys: bool) -> String {
-    let mut c = format!("[daemon]\ninterval = \"{interval}\"\n");
+    let mut c = format!(
+        "[daemon]\ninterval = \"{interval}\"\n\
+         [backoff]\ninitial = \"100ms\"\nfactor = 1.0\nmax = \"100ms\"\nmax_restarts_per_hour = 100000\n\
+         [[unit]]\nname = \"{VICTIM}\"\n"
+    );
     for i in 1..=n {
         c += &format!("[[unit]]\nname = \"{}\"\nrestart = false\n", unit(i));
         if keys {
@@ -60,7 +70,7 @@ fn run_on(sb: &Sandbox, n: usize, config: &str, keys: bool) {
                 .values()
                 .filter(|u| !keys || u["state"]["resources"].is_object())
                 .count();
-            (units.len() == n && read == n).then_some(())
+            (units.len() == n + 1 && read >= n).then_some(())
         },
     );
 }
@@ -81,8 +91,21 @@ fn per_sweep(sb: &Sandbox, secs: u64) -> (f64, f64) {
     (ours_ms / wall, systemd_ms / wall)
 }
 
+/// Detection of `kills` kills of the victim (ms): median, max.
+fn detection(sb: &Sandbox, kills: usize) -> (f64, f64) {
+    let mut s = Samples::default();
+    for _ in 0..kills {
+        kill_once(sb, VICTIM, &mut s);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let d = Summary::of(s.detect);
+    (d.median, d.max)
+}
+
 struct Row {
     n: usize,
+    detect_plain: (f64, f64),
+    detect_keys: (f64, f64),
     plain: (f64, f64),
     keys: (f64, f64),
     idle_10s: f64,
@@ -101,10 +124,16 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let secs = env_num("UNITWATCH_RESOURCES_SECS", if ci { 10 } else { 20 });
+    let kills = env_num("UNITWATCH_RESOURCES_KILLS", if ci { 5 } else { 10 }) as usize;
     let max = sizes.iter().copied().max().unwrap_or(0);
     let started = Instant::now();
     let sb = Sandbox::boot("resources-bench");
     // Another user's processes (DynamicUser), as a service would be.
+    sb.unit(
+        VICTIM,
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    sb.ok(&format!("systemctl start {VICTIM}"));
     sb.unit(
         "res@.service",
         "[Service]\nDynamicUser=yes\nExecStart=/bin/sleep infinity\n",
@@ -118,8 +147,10 @@ fn main() {
     for &n in &sizes {
         run_on(&sb, n, &config(n, "1s", false), false);
         let plain = per_sweep(&sb, secs);
+        let detect_plain = detection(&sb, kills);
         run_on(&sb, n, &config(n, "1s", true), true);
         let keys = per_sweep(&sb, secs);
+        let detect_keys = detection(&sb, kills);
         // A profile of the daemon with every key on (a build with symbols:
         // CARGO_PROFILE_RELEASE_SMALL_STRIP=none CARGO_PROFILE_RELEASE_SMALL_DEBUG=1).
         if let Ok(out) = std::env::var("UNITWATCH_RESOURCES_PERF") {
@@ -161,6 +192,8 @@ fn main() {
         let rss_kb = status_kb(&sb, &pid, "VmRSS:");
         rows.push(Row {
             n,
+            detect_plain,
+            detect_keys,
             plain,
             keys,
             idle_10s,
@@ -198,6 +231,20 @@ fn main() {
             } else {
                 String::new()
             },
+        );
+    }
+    println!("\ndetection of a watched unit killed {kills} times while the reads run (1 s sweeps): median / max, ms");
+    println!("| N | no keys | all keys | median within 1 ms of no keys |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.2} / {:.2} | {:.2} / {:.2} | {} |",
+            r.n,
+            r.detect_plain.0,
+            r.detect_plain.1,
+            r.detect_keys.0,
+            r.detect_keys.1,
+            verdict(r.detect_keys.0 <= r.detect_plain.0 + 1.0)
         );
     }
 }
