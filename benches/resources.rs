@@ -22,8 +22,7 @@ mod measure;
 
 use std::time::{Duration, Instant};
 
-use harness::{verdict, Sandbox};
-use harness::Summary;
+use harness::{verdict, Sandbox, Summary};
 use measure::{cpu_ticks, env_num, idle, kill_once, status_kb, Samples};
 
 fn unit(i: usize) -> String {
