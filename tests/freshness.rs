@@ -16,10 +16,7 @@ fn check(sb: &Sandbox, key: &str) -> Value {
 }
 
 fn reach(sb: &Sandbox, key: &str, status: &str, within: Duration) -> Value {
-    sb.wait_for(&format!("{key} {status}"), within, || {
-        let c = check(sb, key);
-        (c["status"] == status).then_some(c)
-    })
+    sb.wait_check(key, status, within)
 }
 
 /// Produces a file every 0.3 s; hangs (active, producing nothing) while

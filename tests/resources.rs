@@ -20,10 +20,7 @@ fn check(s: &Value, key: &str) -> Value {
 
 /// Waits until check `key` has `status`, and returns it.
 fn reach(sb: &Sandbox, key: &str, status: &str) -> Value {
-    sb.wait_for(&format!("{key} {status}"), Duration::from_secs(15), || {
-        let c = check(&sb.status_json(), key);
-        (c["status"] == status).then_some(c)
-    })
+    sb.wait_check(key, status, Duration::from_secs(15))
 }
 
 /// Holds as many open files (and threads) as its control files say.
@@ -229,10 +226,12 @@ fn cpu_contention_crosses_the_pressure_threshold() {
         &format!("[daemon]\ninterval = \"1s\"\n[pressure]\ncpu_warn = {warn}\ncpu_crit = 99\n"),
         "",
     );
-    let c = sb.wait_for("a pressure figure", Duration::from_secs(15), || {
-        let c = check(&sb.status_json(), "pressure:cpu");
-        c["observed_value"].is_number().then_some(c)
-    });
+    let c = sb.wait_check_where(
+        "pressure:cpu",
+        "with a figure",
+        Duration::from_secs(15),
+        |c| c["observed_value"].is_number(),
+    );
     assert_eq!(c["status"], "pass", "{c}");
     // Four busy loops on two cores: some task always waits for a CPU, and
     // the minute's average climbs (about 15 points in 10 s).
@@ -241,10 +240,7 @@ fn cpu_contention_crosses_the_pressure_threshold() {
         "[Service]\nExecStart=/bin/sh -c 'for i in 1 2 3 4; do (while :; do :; done) & done; wait'\n",
     );
     sb.ok("systemctl start contend");
-    let c = sb.wait_for("pressure:cpu warn", Duration::from_secs(45), || {
-        let c = check(&sb.status_json(), "pressure:cpu");
-        (c["status"] == "warn").then_some(c)
-    });
+    let c = sb.wait_check("pressure:cpu", "warn", Duration::from_secs(45));
     sb.ok("systemctl stop contend");
     let out = c["output"].as_str().unwrap();
     assert!(

@@ -12,13 +12,11 @@ use harness::Sandbox;
 use serde_json::Value;
 
 fn reach(sb: &Sandbox, key: &str, status: &str, output: &str) -> Value {
-    sb.wait_for(
-        &format!("{key} {status} with {output:?}"),
+    sb.wait_check_where(
+        key,
+        &format!("{status} with {output:?}"),
         Duration::from_secs(15),
-        || {
-            let c = harness::check_of(&sb.status_json(), key).clone();
-            (c["status"] == status && c["output"].as_str()?.contains(output)).then_some(c)
-        },
+        |c| c["status"] == status && c["output"].as_str().is_some_and(|o| o.contains(output)),
     )
 }
 

@@ -278,7 +278,7 @@ impl FreshnessProbe {
             _ => newest_said,
         };
         let mut status = status;
-        let mut o_measure = vec![Measurement::new(AGE.name, secs).label("path", label.clone())];
+        let mut growth = None;
         if let Some(min) = c.min_growth {
             match std::fs::metadata(&file) {
                 Ok(m) if m.is_file() => {
@@ -288,7 +288,7 @@ impl FreshnessProbe {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .see(now, m.len(), (m.dev(), m.ino()), self.window);
-                    o_measure.push(Measurement::new(GROWTH.name, grew as f64).label("path", label));
+                    growth = Some(Measurement::new(GROWTH.name, grew as f64).label("path", &label));
                     let w = fmt_duration(self.window);
                     if !watched {
                         said += &format!("; grew {} so far, judged once watched for {w}", ByteSize(grew));
@@ -303,10 +303,10 @@ impl FreshnessProbe {
                 Err(e) => return Outcome::error(format!("cannot stat {}: {e}", file.display())),
             }
         }
-        let mut o = Outcome::new(status, secs, Some("s")).with_output(said);
-        for m in o_measure {
-            o = o.measure(m);
-        }
+        let mut o = Outcome::new(status, secs, Some("s"))
+            .with_output(said)
+            .measure(Measurement::new(AGE.name, secs).label("path", label));
+        o.measurements.extend(growth);
         o
     }
 }

@@ -11,7 +11,7 @@
 //! the check first runs, and the check passes with "not available"; it is
 //! the host's nature, not a failure to page anyone about.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -205,14 +205,10 @@ impl PressureProbe {
     }
 }
 
-/// Whether this host has PSI (for the docs and the tests).
-pub fn available(proc_dir: &Path) -> bool {
-    proc_dir.join("pressure/cpu").exists()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn config(proc_dir: &Path, table: &str) -> Config {
         Config::parse(
@@ -271,7 +267,7 @@ mod tests {
     #[test]
     fn a_kernel_without_psi_is_not_available_not_failing() {
         let d = tempfile::tempdir().unwrap();
-        assert!(!available(d.path()));
+        assert!(!d.path().join("pressure/cpu").exists());
         let defs = build(&config(d.path(), "memory_warn = 5"));
         let o = run(&defs[0]);
         assert_eq!(o.status, Status::Pass);

@@ -112,13 +112,18 @@ pub struct Wants {
 
 impl Wants {
     pub fn of(u: &UnitConfig) -> Wants {
+        let set = |what: What| {
+            thresholds(u)
+                .iter()
+                .any(|(w, warn, crit)| *w == what && (warn.is_some() || crit.is_some()))
+        };
         Wants {
             timer: u.is_timer(),
             memory: u.memory_warn.is_some() || u.memory_crit.is_some(),
-            fds: u.fds_warn_percent.is_some() || u.fds_crit_percent.is_some(),
-            tasks: u.tasks_warn.is_some() || u.tasks_crit.is_some(),
-            cpu: u.cpu_warn_percent.is_some() || u.cpu_crit_percent.is_some(),
-            swap: u.swap_warn.is_some() || u.swap_crit.is_some(),
+            fds: set(What::Fds),
+            tasks: set(What::Tasks),
+            cpu: set(What::Cpu),
+            swap: set(What::Swap),
         }
     }
     /// Anything besides memory, which has a field of its own.
@@ -140,14 +145,8 @@ fn problems(config: &Config, bad: &mut Bad<'_>) {
     use KeySeg::{Index, Key};
     for (i, u) in config.units.iter().enumerate() {
         let at = |k: &'static str| vec![Key("unit"), Index(i), Key(k)];
-        let pairs: [(&'static str, Option<f64>, &'static str, Option<f64>); 4] = [
-            ("fds_warn_percent", u.fds_warn_percent, "fds_crit_percent", u.fds_crit_percent),
-            ("cpu_warn_percent", u.cpu_warn_percent, "cpu_crit_percent", u.cpu_crit_percent),
-            ("tasks_warn", u.tasks_warn.map(|n| n as f64), "tasks_crit", u.tasks_crit.map(|n| n as f64)),
-            ("swap_warn", u.swap_warn.map(|b| b.0 as f64), "swap_crit", u.swap_crit.map(|b| b.0 as f64)),
-        ];
-        for (wk, w, ck, c) in pairs {
-            if let (Some(w), Some(c)) = (w, c) {
+        for (what, w, c) in thresholds(u) {
+            if let (Some(w), Some(c), (wk, Some(ck))) = (w, c, what.keys()) {
                 if w > c {
                     bad(at(wk), format!("{w} is above {ck} ({c})"));
                 }
@@ -195,6 +194,31 @@ impl What {
             What::Restarts => "restarts",
         }
     }
+
+    /// Its warn key and its crit key (restarts only warn).
+    fn keys(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            What::Fds => ("fds_warn_percent", Some("fds_crit_percent")),
+            What::Tasks => ("tasks_warn", Some("tasks_crit")),
+            What::Cpu => ("cpu_warn_percent", Some("cpu_crit_percent")),
+            What::Swap => ("swap_warn", Some("swap_crit")),
+            What::Restarts => ("restarts_warn", None),
+        }
+    }
+}
+
+/// Each graded figure with its thresholds from the unit's keys, as
+/// numbers: the one list the wants, the validation and the checks read.
+fn thresholds(u: &UnitConfig) -> [(What, Option<f64>, Option<f64>); 5] {
+    let b = |n: ByteSize| n.0 as f64;
+    let c = |n: u64| n as f64;
+    [
+        (What::Fds, u.fds_warn_percent, u.fds_crit_percent),
+        (What::Tasks, u.tasks_warn.map(c), u.tasks_crit.map(c)),
+        (What::Cpu, u.cpu_warn_percent, u.cpu_crit_percent),
+        (What::Swap, u.swap_warn.map(b), u.swap_crit.map(b)),
+        (What::Restarts, u.restarts_warn.map(f64::from), None),
+    ]
 }
 
 pub struct ResourceCheck {
@@ -207,16 +231,7 @@ pub struct ResourceCheck {
 fn build(config: &Config) -> Vec<CheckDef> {
     let mut out = Vec::new();
     for u in &config.units {
-        let b = |n: ByteSize| n.0 as f64;
-        let c = |n: u64| n as f64;
-        let checks = [
-            (What::Fds, u.fds_warn_percent, u.fds_crit_percent),
-            (What::Tasks, u.tasks_warn.map(c), u.tasks_crit.map(c)),
-            (What::Cpu, u.cpu_warn_percent, u.cpu_crit_percent),
-            (What::Swap, u.swap_warn.map(b), u.swap_crit.map(b)),
-            (What::Restarts, u.restarts_warn.map(|n| n as f64), None),
-        ];
-        for (what, warn, crit) in checks {
+        for (what, warn, crit) in thresholds(u) {
             if warn.is_none() && crit.is_none() {
                 continue;
             }

@@ -181,7 +181,7 @@ impl UnitConfig {
         self.restart_set.unwrap_or(!self.is_timer())
     }
     pub fn is_timer(&self) -> bool {
-        self.name.as_str().ends_with(".timer")
+        self.name.is_timer()
     }
 }
 
@@ -437,7 +437,7 @@ pub fn restartable_units(text: &str, path: &Path) -> Result<Vec<UnitName>, Confi
         .filter(|u| get(u, "restart").and_then(DeValue::as_bool) != Some(false))
         .filter_map(|u| UnitName::parse(get(u, "name")?.as_str()?).ok())
         // A timer is never restarted (restart = true on one is invalid).
-        .filter(|n| !n.as_str().ends_with(".timer"))
+        .filter(|n| !n.is_timer())
         .collect())
 }
 

@@ -56,6 +56,11 @@ const UNIT_TYPES: &[&str] = &[
 ];
 
 impl UnitName {
+    /// A timer is watched for firing on schedule and never restarted.
+    pub fn is_timer(&self) -> bool {
+        self.as_str().ends_with(".timer")
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() {
             return Err("unit name is empty".into());

@@ -334,6 +334,26 @@ impl Sandbox {
         self.ok("systemctl daemon-reload");
     }
 
+    /// Waits until check `key` of status.json has `status`, and returns it.
+    pub fn wait_check(&self, key: &str, status: &str, within: Duration) -> serde_json::Value {
+        self.wait_check_where(key, status, within, |c| c["status"] == status)
+    }
+
+    /// Waits until check `key` of status.json is as `ok` wants it (`what`
+    /// says how, for the timeout's message), and returns it.
+    pub fn wait_check_where(
+        &self,
+        key: &str,
+        what: &str,
+        within: Duration,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.wait_for(&format!("{key} {what}"), within, || {
+            let c = check_of(&self.status_json(), key).clone();
+            ok(&c).then_some(c)
+        })
+    }
+
     /// `systemd-analyze security UNIT`'s overall exposure:
     /// "Overall exposure level for X: 2.1 OK" -> 2.1
     pub fn security_exposure(&self, unit: &str) -> f64 {

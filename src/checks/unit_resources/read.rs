@@ -3,6 +3,7 @@
 //! 252 has none, and its processes' open descriptors from /proc.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use super::Wants;
@@ -351,16 +352,11 @@ pub(super) fn cgroup2_file(sys: &Path, cg: &str, file: &str) -> Option<String> {
 /// Is `dir` a procfs (where a /proc/PID/fd's size is its count), rather
 /// than a test's fixture? Asked once per directory.
 fn is_procfs(dir: &Path) -> bool {
-    use std::sync::Mutex;
     static SEEN: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, b)) = seen.iter().find(|(d, _)| d == dir) {
-        return *b;
-    }
-    let b = nix::sys::statfs::statfs(dir)
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
-    seen.push((dir.to_path_buf(), b));
-    b
+    once_per(&SEEN, dir, || {
+        nix::sys::statfs::statfs(dir)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+    })
 }
 
 /// Where the unified hierarchy is mounted: /sys/fs/cgroup on a unified
@@ -368,18 +364,25 @@ fn is_procfs(dir: &Path) -> bool {
 /// Looked up once per `sys` (a failed open per figure per unit per sweep
 /// added up at 2,000 units).
 pub(super) fn unified_root(sys: &Path) -> Option<PathBuf> {
-    use std::sync::Mutex;
     static ROOTS: Mutex<Vec<(PathBuf, Option<PathBuf>)>> = Mutex::new(Vec::new());
-    let mut roots = ROOTS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, r)) = roots.iter().find(|(s, _)| s == sys) {
-        return r.clone();
+    once_per(&ROOTS, sys, || {
+        ["fs/cgroup", "fs/cgroup/unified"]
+            .iter()
+            .map(|r| sys.join(r))
+            .find(|r| r.join("cgroup.controllers").is_file())
+    })
+}
+
+/// `find(dir)`, worked out once per directory (the daemon has one; the
+/// tests point the reader at fixtures of their own).
+fn once_per<T: Clone>(seen: &Mutex<Vec<(PathBuf, T)>>, dir: &Path, find: impl FnOnce() -> T) -> T {
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, v)) = seen.iter().find(|(d, _)| d == dir) {
+        return v.clone();
     }
-    let found = ["fs/cgroup", "fs/cgroup/unified"]
-        .iter()
-        .map(|r| sys.join(r))
-        .find(|r| r.join("cgroup.controllers").is_file());
-    roots.push((sys.to_path_buf(), found.clone()));
-    found
+    let v = find();
+    seen.push((dir.to_path_buf(), v.clone()));
+    v
 }
 
 /// Every process of the cgroup and its sub-cgroups, from their
