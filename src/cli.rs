@@ -185,21 +185,37 @@ pub fn polkit_rules(path: &Path) -> Result<String, crate::config::ConfigError> {
 
 /// `config privileges`: the drop-in the configuration needs, if any.
 pub fn privileges(config: &Config, path: &Path) -> Option<String> {
-    crate::checks::unit_resources::counts_fds(config).then(|| {
-        format!(
-            "# Written by unitwatch-generator (unitwatchd config privileges) from\n\
-             # {}: a [[unit]] counts open file descriptors\n\
-             # (fds_warn_percent/fds_crit_percent), and those of another user's\n\
-             # processes are readable only with CAP_DAC_READ_SEARCH (their\n\
-             # /proc/PID/fd is mode 0500) and only in a /proc that shows them\n\
-             # (ProtectProc=invisible hides them). Removed when no unit does.\n\
-             [Service]\n\
-             CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n\
-             AmbientCapabilities=CAP_DAC_READ_SEARCH\n\
-             ProtectProc=default\n",
-            path.display()
-        )
-    })
+    let fds = crate::checks::unit_resources::counts_fds(config);
+    let journal = crate::checks::journal::configured(config);
+    if !fds && !journal {
+        return None;
+    }
+    let mut text = format!(
+        "# Written by unitwatch-generator (unitwatchd config privileges) from\n\
+         # {}; removed when nothing in it needs more than the shipped unit.\n",
+        path.display()
+    );
+    if fds {
+        text += "# A [[unit]] counts open file descriptors (fds_warn_percent,\n\
+                 # fds_crit_percent), and those of another user's processes are\n\
+                 # readable only with CAP_DAC_READ_SEARCH (their /proc/PID/fd is\n\
+                 # mode 0500) and only in a /proc that shows them (ProtectProc=\n\
+                 # invisible hides them).\n";
+    }
+    if journal {
+        text += "# A [[check]] of type journal reads other units' journal entries,\n\
+                 # which journald shows to members of systemd-journal only.\n";
+    }
+    text += "[Service]\n";
+    if fds {
+        text += "CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n\
+                 AmbientCapabilities=CAP_DAC_READ_SEARCH\n\
+                 ProtectProc=default\n";
+    }
+    if journal {
+        text += "SupplementaryGroups=systemd-journal\n";
+    }
+    Some(text)
 }
 
 /// Writes (or, when `text` is none, removes) a generated file.
@@ -293,10 +309,23 @@ pub async fn check_once(config: &Config) -> Snapshot {
             Err(e) => bus_error = Some(e.to_string()),
         }
     }
+    let defs = checks::build_all(config);
+    // Journal checks count what the journal holds over their windows.
+    let watches: Vec<_> = defs
+        .iter()
+        .filter_map(|d| match &d.how {
+            checks::How::State(s) => s.journal(),
+            checks::How::Probe(_) => None,
+        })
+        .collect();
+    if !watches.is_empty() {
+        let read = tokio::task::spawn_blocking(move || checks::journal::follow::read_once(watches));
+        let _ = tokio::time::timeout(Duration::from_secs(30), read).await;
+    }
     let now = SystemTime::now();
     let backoff = peek_backoff(&config.backoff_path()).unwrap_or_default();
     let results = checks::runner::run_all_once(
-        &checks::build_all(config),
+        &defs,
         &CheckContext {
             now,
             units: &units,

@@ -37,6 +37,7 @@ use crate::units::{UnitStatus, UnitTable};
 mod checks_run;
 #[cfg(feature = "test-hooks")]
 mod hooks;
+mod journal;
 mod observe;
 mod prefetch;
 mod publisher;
@@ -212,6 +213,8 @@ pub struct Supervisor {
     prefetch: prefetch::Prefetch,
     /// The resource reader's read in flight (resources.rs).
     resources: resources::Reader,
+    /// The journal checks' follower, while there are any.
+    journal: Option<crate::checks::journal::follow::Follower>,
     /// The serial of the last signal that carried each unit's `Result`
     /// (the Service interface's change, which systemd sends just before
     /// the Unit's): the Unit's change that follows it at once has its
@@ -281,6 +284,7 @@ impl Supervisor {
             may_restart: HashMap::new(),
             prefetch: prefetch::Prefetch::default(),
             resources: resources::Reader::default(),
+            journal: None,
             result_serial: HashMap::new(),
             failed_at: HashMap::new(),
             store,

@@ -383,11 +383,11 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 "[[check]]\ntype = \"pager\"\nname = \"x\"\n",
-                ":7:8: check[0].type: unknown check type \"pager\" (known: tcp, http, command, freshness)",
+                ":7:8: check[0].type: unknown check type \"pager\" (known: tcp, http, command, freshness, journal)",
             ),
             (
                 "[[check]]\nname = \"x\"\n",
-                ":6:1: check[0]: a [[check]] needs type (one of: tcp, http, command, freshness)",
+                ":6:1: check[0]: a [[check]] needs type (one of: tcp, http, command, freshness, journal)",
             ),
             (
                 "[[check]]\ntype = \"tcp\"\nname = \"x\"\naddress = \"127.0.0.1:1\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",

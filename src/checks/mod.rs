@@ -44,7 +44,8 @@ kinds!(
     tcp,
     http,
     command,
-    freshness
+    freshness,
+    journal
 );
 
 /// Declares each kind's module and lists the kinds: [`KINDS`] (what each
@@ -245,6 +246,11 @@ impl CheckContext<'_> {
 /// A check computed from systemd's view of the units: instant, no I/O.
 pub trait StateCheck: Send + Sync {
     fn run(&self, ctx: &CheckContext<'_>) -> Outcome;
+    /// A check graded from what the journal follower counts: its part of
+    /// the follower's work (the daemon starts one follower for them all).
+    fn journal(&self) -> Option<Arc<journal::Watch>> {
+        None
+    }
 }
 
 /// What a probe gets for one run.

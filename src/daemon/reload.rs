@@ -67,6 +67,7 @@ impl Supervisor {
                     self.policy = Policy::from(&c.backoff);
                     self.config = c;
                     self.start_checks();
+                    self.follow_journal(false).await;
                     // Units may be new: their Restart= read ahead too.
                     self.want_restart_settings();
                     // A read in flight asked for the old thresholds.

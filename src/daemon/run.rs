@@ -28,6 +28,13 @@ async fn next_probe(runner: &mut Option<Runner>) -> crate::checks::runner::Done 
     }
 }
 
+async fn next_journal(j: &mut Option<crate::checks::journal::follow::Follower>) {
+    match j {
+        Some(j) => j.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -94,6 +101,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
 
     let mut stream = sup.connect().await;
     sup.start_checks();
+    sup.follow_journal(true).await;
     sup.first_results().await;
     sup.sweep().await;
     sup.first_resource_read().await;
@@ -181,6 +189,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             }
             answers = sup.prefetch.next() => sup.on_prefetched(answers),
             answers = sup.resources.next() => sup.on_resources(answers),
+            _ = next_journal(&mut sup.journal) => sup.on_journal().await,
             _ = sleep_until_opt(publish_at) => sup.publish(),
             _ = sleep_until_wall(stale_at) => sup.stale_due(),
             _ = sleep_until_wall(restart_at) => sup.restart_due().await,
@@ -202,6 +211,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         }
     }
     notify::stopping();
+    sup.stop_journal().await;
     sup.dirty = true;
     sup.persist();
     sup.state_writer.flush(SNAPSHOT_FLUSH).await;
