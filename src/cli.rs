@@ -115,7 +115,9 @@ pub enum ConfigCommand {
     /// configuration needs beyond the shipped unit: today
     /// CAP_DAC_READ_SEARCH and a /proc showing other users' processes,
     /// only while a [[unit]] has fds_warn_percent or fds_crit_percent (to
-    /// count another user's open descriptors). Nothing is printed when
+    /// count another user's open descriptors), and the systemd-journal
+    /// group, only while a journal check is configured (to read other
+    /// units' journal entries). Nothing is printed when
     /// nothing is needed. With --output, write it there (atomically, mode
     /// 0644, creating its directory), or remove the file when nothing is
     /// needed. The package's systemd generator (unitwatch-generator) runs

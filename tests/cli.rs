@@ -139,6 +139,59 @@ fn config_check_exit_codes_and_messages() {
 }
 
 #[test]
+fn journal_and_freshness_mistakes_are_config_errors_that_say_where() {
+    let d = tempfile::tempdir().unwrap();
+    let head = "[[unit]]\nname = \"bot.service\"\n";
+    let cases = [
+        (
+            "[[check]]\ntype = \"journal\"\nname = \"j\"\nsilence = \"15m\"\n",
+            ":6:1: check[0]: a journal check needs unit: the watched unit whose entries it reads",
+        ),
+        (
+            "[[check]]\ntype = \"journal\"\nname = \"j\"\nunit = \"bot.service\"\nmatch = \"order (rejected\"\nwarn_count = 1\n",
+            ":10:9: check[0].match: not a valid regular expression: ",
+        ),
+        (
+            "[[check]]\ntype = \"freshness\"\nname = \"f\"\npath = \"var/lib/out\"\nmax_age_crit = \"10m\"\n",
+            ":9:8: check[0].path: var/lib/out is not an absolute path",
+        ),
+    ];
+    for (body, want) in cases {
+        let cfg = write_config(d.path(), &format!("{head}{body}"));
+        let out = unitwatchd(&cfg, &["config", "check"]);
+        assert_eq!(out.status.code(), Some(78), "{body}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!("unitwatchd: {}{want}", cfg.display())),
+            "{body}\n got: {err}\nwant: {want}"
+        );
+    }
+    // The regex's own message and the pattern say what is wrong in it.
+    let cfg = write_config(d.path(), &format!("{head}{}", cases[1].0));
+    let err = text(&unitwatchd(&cfg, &["config", "check"]).stderr);
+    assert!(err.contains(" in \"order (rejected\""), "{err}");
+
+    // A journal check asks for the systemd-journal group, and only that.
+    let cfg = write_config(
+        d.path(),
+        &format!("{head}[[check]]\ntype = \"journal\"\nname = \"j\"\nunit = \"bot.service\"\nsilence = \"15m\"\n"),
+    );
+    let out = unitwatchd(&cfg, &["config", "privileges"]);
+    assert_eq!(out.status.code(), Some(0));
+    let dropin = text(&out.stdout);
+    assert!(
+        dropin.contains("[Service]\nSupplementaryGroups=systemd-journal\n"),
+        "{dropin}"
+    );
+    assert!(!dropin.contains("CAP_DAC_READ_SEARCH"), "{dropin}");
+    let cfg = write_config(d.path(), head);
+    assert_eq!(
+        text(&unitwatchd(&cfg, &["config", "privileges"]).stdout),
+        ""
+    );
+}
+
+#[test]
 fn backoff_show_and_reset_edit_the_file_when_no_daemon_runs() {
     let d = tempfile::tempdir().unwrap();
     let cfg = write_config(d.path(), "");

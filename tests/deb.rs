@@ -411,14 +411,29 @@ fn install_upgrade_purge() {
     assert_eq!(sb.prop("unitwatch", "CapabilityBoundingSet"), "");
     let edited = sb.read("/etc/unitwatch/unitwatch.toml").unwrap();
     // Into the last table, the operator's [[unit]] worker.service.
+    // And the systemd-journal group only while a journal check reads
+    // another unit's entries.
     sb.write(
         "/etc/unitwatch/unitwatch.toml",
-        &format!("{edited}\nfds_warn_percent = 70\n"),
+        &format!(
+            "{edited}\nfds_warn_percent = 70\n\
+             [[check]]\ntype = \"journal\"\nname = \"worker-log\"\nunit = \"worker.service\"\n\
+             priority = \"err\"\nwarn_count = 1000\n"
+        ),
     );
     sb.ok("systemctl daemon-reload && systemctl restart unitwatch");
     assert_eq!(
         sb.prop("unitwatch", "CapabilityBoundingSet"),
         "cap_dac_read_search"
+    );
+    assert_eq!(
+        sb.prop("unitwatch", "SupplementaryGroups"),
+        "systemd-journal"
+    );
+    let c = sb.wait_check("worker-log:journal", "pass", Duration::from_secs(15));
+    assert!(
+        c["output"].as_str().unwrap().ends_with(" in the last 5m"),
+        "{c}"
     );
     sb.wait_for(
         "worker's descriptors counted",
@@ -432,6 +447,7 @@ fn install_upgrade_purge() {
     sb.write("/etc/unitwatch/unitwatch.toml", &edited);
     sb.ok("systemctl daemon-reload && systemctl restart unitwatch");
     assert_eq!(sb.prop("unitwatch", "CapabilityBoundingSet"), "");
+    assert_eq!(sb.prop("unitwatch", "SupplementaryGroups"), "");
     let version = sb.ok("dpkg-query -W -f '${Version}' unitwatch");
     assert!(
         new.to_string_lossy().contains(&format!("_{version}_")),
