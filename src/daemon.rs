@@ -29,7 +29,9 @@ use crate::config::{Config, ConfigError};
 use crate::events::{Event, Kind, Severity};
 use crate::fsutil::{ensure_dir, WriteError};
 use crate::notify;
-use crate::snapshot::{BackoffView, Snapshot, SystemdReach, UnitView, SCHEMA_VERSION};
+use crate::snapshot::{
+    BackoffView, Snapshot, SnapshotRef, SystemdReach, UnitViewRef, SCHEMA_VERSION,
+};
 use crate::systemd::{Change, Signal, Signals, Systemd, SystemdError};
 use crate::telemetry::{Settings, Telemetry, TelemetryError};
 use crate::units::{UnitStatus, UnitTable};
@@ -48,7 +50,7 @@ mod restart;
 mod run;
 
 use report::log_check_change;
-pub use report::{build_snapshot, read_units, summary, View};
+pub use report::{build_snapshot, read_units, snapshot_ref, summary, View};
 pub use run::run;
 
 /// What a signal said of a move besides the state (nothing, for a read).
@@ -472,50 +474,6 @@ impl Supervisor {
         self.dirty = false;
     }
 
-    pub fn snapshot(&self) -> Snapshot {
-        let mut snap = build_snapshot(&View {
-            config: &self.config,
-            policy: &self.policy,
-            results: &self.results,
-            units: &self.units,
-            backoff: &self.store.units,
-            bus_error: self.bus_error.as_deref(),
-            started_at: self.started_at,
-        });
-        snap.telemetry = self.telemetry.as_ref().map(|(_, t)| t.view());
-        snap.alerts = self
-            .alerts
-            .as_ref()
-            .map(|(_, a)| a.view())
-            .unwrap_or_default();
-        snap
-    }
-
-    /// Hands the snapshot to its writer (status.json, off the loop: see
-    /// [`publisher`]) and to the OTLP export, and sends STATUS= when it
-    /// changed.
-    fn publish(&mut self) {
-        self.publish_at = None;
-        self.published = tokio::time::Instant::now();
-        let snap = self.snapshot();
-        self.publisher
-            .send(self.config.status_path(), |b| snap.serialize_into(b));
-        if snap.summary != self.status_line {
-            notify::status(&snap.summary);
-            self.status_line = snap.summary.clone();
-        }
-        if let Some((_, t)) = &self.telemetry {
-            t.update(std::sync::Arc::new(snap));
-        }
-    }
-
-    /// Publishes after the reaction to an event is done: the events of one
-    /// burst (a unit's several signals, many units failing at once) share
-    /// one snapshot, and no signal waits behind a snapshot per event.
-    fn publish_soon(&mut self) {
-        self.publish_by(tokio::time::Instant::now() + PUBLISH_EVENT);
-    }
-
     /// The full safety-net pass: re-read units, run every check, decide.
     pub async fn sweep(&mut self) {
         #[cfg(feature = "test-hooks")]
@@ -523,7 +481,15 @@ impl Supervisor {
         if let Err(e) = self.refresh_units().await {
             self.lost_bus(&e.to_string());
         }
-        self.run_checks(None);
+        // The checks a resource read grades when its figures come in
+        // (on_resources) wait for it: graded here too, on the last read's
+        // figures, they cost a second grading of thousands of checks a
+        // sweep at 2,000 units, and said nothing new.
+        let read = self.prepare_resource_read();
+        let later: HashSet<&str> = read.iter().flatten().map(|t| t.unit.as_str()).collect();
+        self.run_checks_where(|d| {
+            d.id.measurement == "state" || d.unit.as_deref().is_none_or(|u| !later.contains(u))
+        });
         self.stale_checks();
         let now = SystemTime::now();
         for name in self.unit_names() {
@@ -533,7 +499,7 @@ impl Supervisor {
         self.start_prefetch();
         // One snapshot a sweep: with a resource read started, when its
         // figures come in (on_resources), else now.
-        if self.start_resource_read() {
+        if self.start_resource_read(read) {
             self.publish_by(tokio::time::Instant::now() + resources::READ_PUBLISH);
         } else {
             self.publish();

@@ -127,6 +127,83 @@ impl BackoffView {
     }
 }
 
+/// The snapshot as the daemon writes it: what it holds (the check results,
+/// systemd's view of each unit) borrowed, not copied. At 2,000 units with
+/// every resource key that is 14,000 results and 2,000 unit states, which
+/// a [`Snapshot`] built for each publish copied (about 10 MB made and freed
+/// every sweep, which the allocator kept). It serializes exactly as the
+/// [`Snapshot`] it stands for (`to_owned`, which the OTLP export gets, and
+/// a test holds the two to the same bytes).
+#[derive(Debug, Serialize)]
+pub struct SnapshotRef<'a> {
+    pub schema_version: u32,
+    pub status: Status,
+    pub summary: String,
+    pub updated_at: String,
+    pub started_at: String,
+    pub pid: u32,
+    pub version: &'static str,
+    pub interval_ms: u64,
+    pub systemd: SystemdReach,
+    pub checks: &'a [CheckResult],
+    pub units: BTreeMap<&'a str, UnitViewRef<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertChannelView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryView>,
+}
+
+/// [`UnitView`], borrowing the unit's state.
+#[derive(Debug, Serialize)]
+pub struct UnitViewRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'a UnitStatus>,
+    pub restart: bool,
+    pub backoff: BackoffView,
+}
+
+impl SnapshotRef<'_> {
+    /// The file's bytes, into `buf` (cleared first), as
+    /// [`Snapshot::serialize_into`] writes them.
+    pub fn serialize_into(&self, buf: &mut Vec<u8>) {
+        buf.clear();
+        serde_json::to_writer_pretty(&mut *buf, self).expect("snapshot serializes");
+        buf.push(b'\n');
+    }
+
+    /// The owned snapshot it stands for.
+    pub fn to_owned(&self) -> Snapshot {
+        Snapshot {
+            schema_version: self.schema_version,
+            status: self.status,
+            summary: self.summary.clone(),
+            updated_at: self.updated_at.clone(),
+            started_at: self.started_at.clone(),
+            pid: self.pid,
+            version: self.version.to_string(),
+            interval_ms: self.interval_ms,
+            systemd: self.systemd.clone(),
+            checks: self.checks.to_vec(),
+            units: self
+                .units
+                .iter()
+                .map(|(n, u)| {
+                    (
+                        n.to_string(),
+                        UnitView {
+                            state: u.state.cloned(),
+                            restart: u.restart,
+                            backoff: u.backoff.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            alerts: self.alerts.clone(),
+            telemetry: self.telemetry.clone(),
+        }
+    }
+}
+
 /// A snapshot that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -202,5 +279,82 @@ impl Snapshot {
             });
         }
         serde_json::from_slice(&bytes).map_err(|source| ReadError::Parse { path: p(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_borrowed_snapshot_writes_the_same_bytes_as_the_owned_one() {
+        let check: CheckResult = serde_json::from_value(serde_json::json!({
+            "key": "a.service:state", "component": "a.service", "measurement": "state",
+            "component_type": "component", "unit": "a.service", "status": "fail",
+            "observed_value": "failed", "output": "failed (Result=signal)",
+            "time": "2026-12-03T10:00:00.000Z", "duration_us": 3,
+            "measurements": [{"name": "unit_up", "labels": {"unit": "a.service"}, "value": 0.0}]
+        }))
+        .unwrap();
+        let state = UnitStatus {
+            load_state: "loaded".into(),
+            active_state: "failed".into(),
+            sub_state: "failed".into(),
+            result: Some("signal".into()),
+            ..Default::default()
+        };
+        let checks = vec![check];
+        let b = BackoffView {
+            attempts: 2,
+            limited: true,
+            ..Default::default()
+        };
+        for with_state in [true, false] {
+            let r = SnapshotRef {
+                schema_version: SCHEMA_VERSION,
+                status: Status::Fail,
+                summary: "0 units ok, 1 failing: a.service".into(),
+                updated_at: "2026-12-03T10:00:01.000Z".into(),
+                started_at: "2026-12-03T09:00:00.000Z".into(),
+                pid: 7,
+                version: "0.3.0",
+                interval_ms: 10_000,
+                systemd: SystemdReach {
+                    reachable: false,
+                    error: Some("gone".into()),
+                },
+                checks: &checks,
+                units: BTreeMap::from([
+                    (
+                        "b.service",
+                        UnitViewRef {
+                            state: with_state.then_some(&state),
+                            restart: false,
+                            backoff: BackoffView::default(),
+                        },
+                    ),
+                    (
+                        "a.service",
+                        UnitViewRef {
+                            state: Some(&state),
+                            restart: true,
+                            backoff: b.clone(),
+                        },
+                    ),
+                ]),
+                alerts: Vec::new(),
+                telemetry: with_state.then(TelemetryView::default),
+            };
+            let (mut borrowed, mut owned) = (Vec::new(), Vec::new());
+            r.serialize_into(&mut borrowed);
+            let o = r.to_owned();
+            o.serialize_into(&mut owned);
+            assert_eq!(
+                String::from_utf8(borrowed).unwrap(),
+                String::from_utf8(owned).unwrap()
+            );
+            assert_eq!(o.units["a.service"].backoff, b);
+            assert_eq!(o.checks, checks);
+        }
     }
 }

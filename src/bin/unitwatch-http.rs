@@ -8,7 +8,7 @@ use unitwatch::cli::HttpCli;
 use unitwatch::http::{self, HttpError};
 
 fn main() -> ExitCode {
-    http::tune_allocator();
+    unitwatch::tune_allocator();
     let cli = HttpCli::parse();
     unitwatch::logging::init("unitwatch-http", cli.verbose);
     // One thread: every request is a lookup of pre-rendered bytes, so a

@@ -10,6 +10,7 @@ use unitwatch::config::{Config, ConfigError};
 use unitwatch::daemon::{self, DaemonError};
 
 fn main() -> ExitCode {
+    unitwatch::tune_allocator();
     let cli = Cli::parse();
     let daemon_mode = matches!(cli.command, None | Some(Command::Run));
     unitwatch::logging::init("unitwatchd", cli.verbose);

@@ -120,8 +120,8 @@ pub struct Measurement {
     /// The metric's name after `unitwatch_`, in base units
     /// (`probe_duration_seconds`, `disk_used_ratio`).
     pub name: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
     pub value: f64,
 }
 
@@ -129,13 +129,63 @@ impl Measurement {
     pub fn new(name: &str, value: f64) -> Self {
         Measurement {
             name: name.to_string(),
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
             value,
         }
     }
     pub fn label(mut self, k: &str, v: impl Into<String>) -> Self {
         self.labels.insert(k.to_string(), v.into());
         self
+    }
+}
+
+/// A measurement's labels: a few pairs, kept sorted by name, serialized
+/// as the map they are. A vector rather than a `BTreeMap`, whose first node
+/// holds room for 11 pairs: at 2,000 units with every resource key on,
+/// 12,000 one-label measurements kept about 550 bytes each in their maps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    /// Sets `k` to `v`.
+    pub fn insert(&mut self, k: String, v: String) {
+        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&k)) {
+            Ok(i) => self.0[i].1 = v,
+            Err(i) => self.0.insert(i, (k, v)),
+        }
+    }
+    pub fn get(&self, k: &str) -> Option<&String> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(k))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// By name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl std::ops::Index<&str> for Labels {
+    type Output = String;
+    fn index(&self, k: &str) -> &String {
+        self.get(k).unwrap_or_else(|| panic!("no label {k:?}"))
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Labels(m.into_iter().collect()))
     }
 }
 
@@ -495,6 +545,25 @@ mod tests {
         assert_eq!(r.status, Status::Fail);
         assert!(r.output.as_deref().unwrap().contains("panicked"));
         assert_eq!(r.key, "x:y");
+    }
+
+    #[test]
+    fn labels_stay_sorted_and_serialize_as_a_map() {
+        let m = Measurement::new("x", 1.0)
+            .label("unit", "b.service")
+            .label("check", "c")
+            .label("unit", "a.service");
+        let j = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            j,
+            r#"{"name":"x","labels":{"check":"c","unit":"a.service"},"value":1.0}"#
+        );
+        let back: Measurement = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.labels["unit"], "a.service");
+        assert_eq!(back.labels.get("nope"), None);
+        let bare = serde_json::to_string(&Measurement::new("y", 2.0)).unwrap();
+        assert_eq!(bare, r#"{"name":"y","value":2.0}"#);
     }
 
     #[test]

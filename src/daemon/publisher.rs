@@ -6,7 +6,8 @@
 //! signal used to wait for. In a burst of 50 failures the loop wrote
 //! backoff.json 50 times in a row, and the 50th failure was told 27 ms
 //! after its exit. The loop still builds and serializes the file (CPU,
-//! into a buffer it reuses, so its memory stays where it was), and hands
+//! into a buffer it reuses while it is small; one over 256 KiB, a large
+//! snapshot, is freed after its write and so given back), and hands
 //! the bytes to one task per file that writes them on the blocking pool.
 //! Bytes handed over while a write is in progress replace each other: a
 //! burst costs one write after the one in progress, never a queue, and at
@@ -26,6 +27,9 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::fsutil::write_atomic;
+
+/// The largest buffer kept for the next serialization.
+const KEEP_BUFFER: usize = 256 * 1024;
 
 #[derive(Default)]
 struct Shared {
@@ -76,7 +80,11 @@ impl Publisher {
                 {
                     Ok((r, buf)) => {
                         let mut shared = lock(&s);
-                        shared.spare = Some(buf);
+                        // A large buffer (a snapshot of thousands of checks)
+                        // is given back, not kept for the next: it is mapped
+                        // memory (tune_allocator), returned whole when
+                        // dropped, and the next publish is seconds away.
+                        shared.spare = (buf.capacity() <= KEEP_BUFFER).then_some(buf);
                         shared.failed = r.is_err();
                         drop(shared);
                         if let Err(e) = r {

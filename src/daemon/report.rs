@@ -6,6 +6,65 @@
 use super::*;
 use crate::checks::Status;
 
+/// The snapshot of a [`Supervisor`], borrowing its results and unit
+/// table (a macro, not a method, so that the borrow is of those fields
+/// only and the publisher stays free to take it).
+macro_rules! snapshot_of {
+    ($s:expr) => {{
+        let mut snap = snapshot_ref(&View {
+            config: &$s.config,
+            policy: &$s.policy,
+            results: &$s.results,
+            units: &$s.units,
+            backoff: &$s.store.units,
+            bus_error: $s.bus_error.as_deref(),
+            started_at: $s.started_at,
+        });
+        snap.telemetry = $s.telemetry.as_ref().map(|(_, t)| t.view());
+        snap.alerts = $s
+            .alerts
+            .as_ref()
+            .map(|(_, a)| a.view())
+            .unwrap_or_default();
+        snap
+    }};
+}
+
+impl Supervisor {
+    pub fn snapshot(&self) -> Snapshot {
+        snapshot_of!(self).to_owned()
+    }
+
+    /// Hands the snapshot to its writer (status.json, off the loop: see
+    /// [`publisher`]) and to the OTLP export, and sends STATUS= when it
+    /// changed. Serialized from what the loop holds, not from a copy; the
+    /// export, which keeps its snapshot, gets an owned one.
+    pub(super) fn publish(&mut self) {
+        self.publish_at = None;
+        self.published = tokio::time::Instant::now();
+        // Field by field, so that the publisher can be borrowed beside it.
+        let snap = snapshot_of!(self);
+        self.publisher
+            .send(self.config.status_path(), |b| snap.serialize_into(b));
+        let owned = self.telemetry.as_ref().map(|_| snap.to_owned());
+        let summary = snap.summary;
+        if summary != self.status_line {
+            notify::status(&summary);
+            self.status_line = summary;
+        }
+        if let (Some((_, t)), Some(owned)) = (&self.telemetry, owned) {
+            t.update(std::sync::Arc::new(owned));
+        }
+    }
+
+    /// Publishes after the reaction to an event is done: the events of one
+    /// burst (a unit's several signals, many units failing at once) share
+    /// one snapshot, and no signal waits behind a snapshot per event.
+    pub(super) fn publish_soon(&mut self) {
+        self.publish_by(tokio::time::Instant::now() + PUBLISH_EVENT);
+    }
+}
+
 /// Reads every watched unit: one ListUnitsByNames for all of them, plus
 /// `Result` for units that are down. `prev` supplies what signals told us
 /// already, and the figures of the resource reader (resources.rs), which
@@ -85,43 +144,48 @@ pub fn summary(results: &[CheckResult], bus_error: Option<&str>) -> String {
 }
 
 pub fn build_snapshot(v: &View<'_>) -> Snapshot {
+    snapshot_ref(v).to_owned()
+}
+
+/// The snapshot of `v`, borrowing its results and unit states.
+pub fn snapshot_ref<'a>(v: &View<'a>) -> SnapshotRef<'a> {
     let now = SystemTime::now();
     let units = v
         .config
         .units
         .iter()
         .map(|u| {
-            let name = u.name.to_string();
+            let name = u.name.as_str();
             let backoff = v
                 .backoff
-                .get(&name)
+                .get(name)
                 .map(|b| BackoffView::of(b, v.policy, now))
                 .unwrap_or_else(|| BackoffView {
                     next_delay_ms: v.policy.initial.as_millis() as u64,
                     ..Default::default()
                 });
-            let view = UnitView {
-                state: v.units.get(&name).cloned(),
+            let view = UnitViewRef {
+                state: v.units.get(name),
                 restart: u.restart(),
                 backoff,
             };
             (name, view)
         })
         .collect();
-    Snapshot {
+    SnapshotRef {
         schema_version: SCHEMA_VERSION,
         status: checks::overall(v.results),
         summary: summary(v.results, v.bus_error),
         updated_at: humantime::format_rfc3339_millis(now).to_string(),
         started_at: humantime::format_rfc3339_millis(v.started_at).to_string(),
         pid: std::process::id(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: env!("CARGO_PKG_VERSION"),
         interval_ms: v.config.daemon.interval.as_millis() as u64,
         systemd: SystemdReach {
             reachable: v.bus_error.is_none(),
             error: v.bus_error.map(str::to_string),
         },
-        checks: v.results.to_vec(),
+        checks: v.results,
         units,
         telemetry: None,
         alerts: Vec::new(),

@@ -113,20 +113,28 @@ pub fn apply(units: &mut UnitTable, answers: Vec<(String, Resources)>) {
 }
 
 impl Supervisor {
-    /// Starts a read of the running units' resources, unless one is still
-    /// in flight or there is nothing to read. Whether a read is in flight.
-    pub(super) fn start_resource_read(&mut self) -> bool {
+    /// What the sweep's read will read: every running unit with thresholds,
+    /// or none when a read is still in flight (its figures, coming in,
+    /// grade the same units) or systemd cannot be reached.
+    pub(super) fn prepare_resource_read(&self) -> Option<Vec<Target>> {
+        if self.resources.in_flight() {
+            return None;
+        }
+        self.bus.as_ref()?;
+        let targets = targets(&self.config, &self.units, &self.paths);
+        (!targets.is_empty()).then_some(targets)
+    }
+
+    /// Starts the read `prepare_resource_read` planned. Whether a read is
+    /// in flight.
+    pub(super) fn start_resource_read(&mut self, targets: Option<Vec<Target>>) -> bool {
         if self.resources.in_flight() {
             log::debug!("the last resource read is still running: none this sweep");
             return true;
         }
-        let Some(bus) = self.bus.clone() else {
+        let (Some(bus), Some(targets)) = (self.bus.clone(), targets) else {
             return false;
         };
-        let targets = targets(&self.config, &self.units, &self.paths);
-        if targets.is_empty() {
-            return false;
-        }
         let dirs = Dirs::of(&self.config);
         let generation = self.resources.generation;
         let (tx, rx) = oneshot::channel();

@@ -253,24 +253,6 @@ pub fn listeners(listen: &[String]) -> Result<Vec<std::net::TcpListener>, HttpEr
         .collect()
 }
 
-/// Sets glibc's allocator for a process that renders large bodies now and
-/// then and answers small requests in between. Each rendering of a 2,000-
-/// unit snapshot is a few megabytes, made on the blocking thread: in a
-/// malloc arena of its own, and below glibc's dynamic mmap threshold (which
-/// rises to the largest block freed), it stayed in the heap after it was
-/// freed, and RSS was 29 MB where 15 MB was live. One arena and a fixed
-/// 256 KiB threshold (large blocks mapped, and unmapped when freed) made it
-/// 14.8 MB, peak 21 MB, in the same run.
-pub fn tune_allocator() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets allocator parameters; it is called before
-    // any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-    }
-}
-
 /// The connection cap: [`MAX_CONNECTIONS`], or fewer when the descriptor
 /// limit would run out first (systemd's default soft limit is 1,024, and
 /// the unit's seccomp filter forbids raising it from inside).
