@@ -409,7 +409,7 @@ pub fn not_read_yet() -> Outcome {
 }
 
 mod read;
-pub use read::{count_fds, read_unit, Dirs, Target, READ_TIMEOUT};
+pub use read::{count_fds, read_targets, read_unit, Dirs, Target, READ_TIMEOUT};
 
 #[cfg(test)]
 mod tests;

@@ -10,11 +10,10 @@
 //! running when the next sweep ends is not doubled (that sweep reads
 //! nothing), and a read begun before a reload of the config is dropped.
 
-use futures_util::StreamExt as _;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::checks::unit_resources::{read_unit, Dirs, Target, Wants};
+use crate::checks::unit_resources::{read_targets, Dirs, Target, Wants};
 use crate::units::Resources;
 
 /// At most this many units read at once, so that the reads do not crowd
@@ -87,14 +86,7 @@ pub async fn read_all(
     dirs: &Dirs,
     targets: Vec<Target>,
 ) -> Vec<(String, Resources)> {
-    futures_util::stream::iter(targets)
-        .map(|t| async move {
-            let found = read_unit(bus, dirs, &t).await;
-            (t.unit, found)
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await
+    read_targets(bus, dirs, targets, IN_FLIGHT).await
 }
 
 /// Puts what a read found into the unit table.
