@@ -252,7 +252,9 @@ async fn read_unit_with(
         }),
         fds,
         timer,
-        read_at_ms: SystemTime::now()
+        // When the files were read, where they were (a batch reads them
+        // ahead of the rest).
+        read_at_ms: (SystemTime::now() - now.elapsed())
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default(),
