@@ -58,32 +58,27 @@ impl Run {
         let mut too_long = false;
         let mut caught_up = false;
         let mut read_any = false;
-        let mut dirty = false;
-        let mut last_save = Instant::now();
-        let mut last_nudge = Instant::now() - NUDGE_EVERY;
-        let mut nudge_owed = false;
+        let mut owed = Owed {
+            dirty: false,
+            last_save: Instant::now(),
+            nudge: false,
+            last_nudge: Instant::now() - NUDGE_EVERY,
+        };
         let began = micros(SystemTime::now());
         loop {
             if reader.buffer().is_empty() {
                 // Nothing read ahead: before blocking, what is owed.
-                if nudge_owed && last_nudge.elapsed() >= NUDGE_EVERY {
-                    let _ = self.nudge.try_send(());
-                    (nudge_owed, last_nudge) = (false, Instant::now());
-                }
-                if dirty && last_save.elapsed() >= SAVE_EVERY {
-                    self.save(cursor.as_deref());
-                    (dirty, last_save) = (false, Instant::now());
-                }
+                owed.pay(self, cursor.as_deref());
                 let mut wait: Option<Duration> = None;
                 let mut at_most = |d: Duration| wait = Some(wait.map_or(d, |w| w.min(d)));
                 if !caught_up {
                     at_most(CAUGHT_UP_QUIET);
                 }
-                if nudge_owed {
-                    at_most(NUDGE_EVERY.saturating_sub(last_nudge.elapsed()));
+                if owed.nudge {
+                    at_most(NUDGE_EVERY.saturating_sub(owed.last_nudge.elapsed()));
                 }
-                if dirty {
-                    at_most(SAVE_EVERY.saturating_sub(last_save.elapsed()));
+                if owed.dirty {
+                    at_most(SAVE_EVERY.saturating_sub(owed.last_save.elapsed()));
                 }
                 if !readable(fd, wait) {
                     if !caught_up {
@@ -129,8 +124,8 @@ impl Run {
                             self.each(|l| l.error = None);
                         }
                     }
-                    dirty = true;
-                    nudge_owed |= counted;
+                    owed.dirty = true;
+                    owed.nudge |= counted;
                     if !caught_up && at_us >= began {
                         caught_up = true;
                         self.mark_caught_up(denied);
@@ -141,16 +136,9 @@ impl Run {
                 }
             }
             line.clear();
-            if nudge_owed && last_nudge.elapsed() >= NUDGE_EVERY {
-                let _ = self.nudge.try_send(());
-                (nudge_owed, last_nudge) = (false, Instant::now());
-            }
-            if dirty && last_save.elapsed() >= SAVE_EVERY {
-                self.save(cursor.as_deref());
-                (dirty, last_save) = (false, Instant::now());
-            }
+            owed.pay(self, cursor.as_deref());
         }
-        if dirty {
+        if owed.dirty {
             self.save(cursor.as_deref());
         }
         read_any
@@ -204,6 +192,28 @@ impl Run {
             }
         }
         Some((at_us, counted))
+    }
+}
+
+/// What the reader owes since it last paid: a save of the counts, and
+/// news of them to the loop, each at most so often.
+struct Owed {
+    dirty: bool,
+    last_save: Instant,
+    nudge: bool,
+    last_nudge: Instant,
+}
+
+impl Owed {
+    fn pay(&mut self, run: &Run, cursor: Option<&str>) {
+        if self.nudge && self.last_nudge.elapsed() >= NUDGE_EVERY {
+            let _ = run.nudge.try_send(());
+            (self.nudge, self.last_nudge) = (false, Instant::now());
+        }
+        if self.dirty && self.last_save.elapsed() >= SAVE_EVERY {
+            run.save(cursor);
+            (self.dirty, self.last_save) = (false, Instant::now());
+        }
     }
 }
 
