@@ -96,8 +96,11 @@ pub async fn read_targets(
                 .unwrap_or_default()
         }
     });
+    // One batch at a time: the loop keeps a core of its own while the
+    // files are read (two at once on a 2-core machine put a watched unit's
+    // failure behind them).
     let read: Vec<Vec<(usize, Files)>> = futures_util::stream::iter(batches)
-        .buffer_unordered(2)
+        .buffer_unordered(1)
         .collect()
         .await;
     for (i, f) in read.into_iter().flatten() {
