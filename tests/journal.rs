@@ -85,6 +85,14 @@ fn journal_entries_are_counted_once_and_silence_restarts() {
 
     let c = sb.wait_check("errors:journal", "pass", Duration::from_secs(10));
     assert_eq!(count(&c), 0, "ticks are not errors: {c}");
+    // The start graded nothing before systemd's first answer: no check
+    // failed for want of the units.
+    let early: Vec<String> = sb
+        .journal("UNITWATCH_EVENT=check-changed")
+        .iter()
+        .map(|e| field(e, "MESSAGE").to_string())
+        .collect();
+    assert!(early.is_empty(), "{early:#?}");
     // Four <3> lines: graded within a sweep (1 s here), as a warning.
     usr1(&sb, 1);
     let t0 = Instant::now();

@@ -37,11 +37,14 @@ impl Supervisor {
         self.journal = Follower::start(watches, state);
         if first {
             if let Some(j) = self.journal.as_mut() {
-                // The first news is the backlog read (or a failure said).
+                // The first news is the backlog read (or a failure said);
+                // the first sweep, which reads the units first, grades it.
                 let _ = tokio::time::timeout(FIRST_READ, j.next()).await;
             }
+        } else {
+            // A reload: the units are known, the new checks graded now.
+            self.run_checks_where(is_journal);
         }
-        self.run_checks_where(is_journal);
     }
 
     /// The follower counted something new: the journal checks graded again,
