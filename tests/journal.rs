@@ -141,6 +141,40 @@ fn journal_entries_are_counted_once_and_silence_restarts() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(count(&check(&sb, "errors:journal")), 16);
 
+    // A reload that adds a check: the follower starts again for the new
+    // set, the counts carry over, and the new check fails nothing.
+    let config = sb.read("/etc/unitwatch/unitwatch.toml").unwrap();
+    sb.write(
+        "/etc/unitwatch/unitwatch.toml",
+        &format!(
+            "{config}[[check]]\ntype = \"journal\"\nname = \"margins\"\nunit = \"chatter.service\"\n\
+             match = \"margin\"\nwindow = \"10m\"\nwarn_count = 100\n"
+        ),
+    );
+    let events = sb.journal("UNITWATCH_EVENT=check-changed").len();
+    sb.ok("systemctl reload unitwatch");
+    sb.wait_for("the reload's new check", Duration::from_secs(10), || {
+        let snap = sb.status_json();
+        snap["checks"]
+            .as_array()?
+            .iter()
+            .any(|c| c["key"] == "margins:journal" && c["status"] == "pass")
+            .then_some(())
+    });
+    usr1(&sb, 1);
+    sb.wait_check_where("errors:journal", "fail", Duration::from_secs(5), |c| {
+        c["observed_value"] == 20
+    });
+    let m = sb.wait_check_where("margins:journal", "pass", Duration::from_secs(5), |c| {
+        c["observed_value"].as_u64() >= Some(2)
+    });
+    assert_eq!(count(&m), 2, "the margins after the reload's cursor: {m}");
+    let after: Vec<String> = sb.journal("UNITWATCH_EVENT=check-changed")[events..]
+        .iter()
+        .map(|e| field(e, "MESSAGE").to_string())
+        .collect();
+    assert!(after.is_empty(), "{after:#?}");
+
     // The bot goes quiet while active: silence fails after 3 s, and the
     // bot is restarted.
     sb.wait_check("bot-quiet:journal", "pass", Duration::from_secs(5));

@@ -35,15 +35,14 @@ impl Supervisor {
             .collect();
         let state = self.config.daemon.state_dir.join(JOURNAL_STATE);
         self.journal = Follower::start(watches, state);
+        // The sweep that follows (the first, or the reload's), which reads
+        // the units first, grades the checks: graded here, a new unit's
+        // would fail for want of systemd's answer.
         if first {
             if let Some(j) = self.journal.as_mut() {
-                // The first news is the backlog read (or a failure said);
-                // the first sweep, which reads the units first, grades it.
+                // The first news is the backlog read (or a failure said).
                 let _ = tokio::time::timeout(FIRST_READ, j.next()).await;
             }
-        } else {
-            // A reload: the units are known, the new checks graded now.
-            self.run_checks_where(is_journal);
         }
     }
 
