@@ -159,13 +159,13 @@ pub(super) struct Run {
 
 /// Where a journalctl starts reading.
 #[derive(Debug, Clone, PartialEq)]
-pub enum From {
+pub enum Start {
     AfterCursor(String),
     Since(SystemTime),
 }
 
 /// journalctl's arguments for `units`, from `from`.
-pub fn args(units: &[&str], from: &From, follow: bool) -> Vec<String> {
+pub fn args(units: &[&str], from: &Start, follow: bool) -> Vec<String> {
     let mut a: Vec<String> = [
         "--no-tail",
         "--no-pager",
@@ -179,8 +179,8 @@ pub fn args(units: &[&str], from: &From, follow: bool) -> Vec<String> {
         a.insert(0, "--follow".into());
     }
     a.push(match from {
-        From::AfterCursor(c) => format!("--after-cursor={c}"),
-        From::Since(t) => format!("--since=@{}", micros(*t) / 1_000_000),
+        Start::AfterCursor(c) => format!("--after-cursor={c}"),
+        Start::Since(t) => format!("--since=@{}", micros(*t) / 1_000_000),
     });
     // Matches of one field are alternatives, of two fields both needed,
     // and "+" joins two such sets: the units' own entries, or systemd's
@@ -214,7 +214,7 @@ pub fn read_once(watches: Vec<Arc<Watch>>) {
     let mut units: Vec<&str> = run.watches.iter().map(|w| w.unit.as_str()).collect();
     units.sort_unstable();
     units.dedup();
-    let (why, _, _) = run.one_child(&args(&units, &From::Since(since), false), &mut None);
+    let (why, _, _) = run.one_child(&args(&units, &Start::Since(since), false), &mut None);
     let ended_well = why.contains("exit status: 0");
     run.each(|l| {
         if l.error.is_none() && !ended_well {
@@ -238,15 +238,15 @@ impl Run {
         }
     }
 
-    fn follow(self, mut from: From) {
+    fn follow(self, mut from: Start) {
         let mut units: Vec<&str> = self.watches.iter().map(|w| w.unit.as_str()).collect();
         units.sort_unstable();
         units.dedup();
         let units: Vec<String> = units.into_iter().map(str::to_string).collect();
         let unit_refs: Vec<&str> = units.iter().map(String::as_str).collect();
         let mut cursor: Option<String> = match &from {
-            From::AfterCursor(c) => Some(c.clone()),
-            From::Since(_) => None,
+            Start::AfterCursor(c) => Some(c.clone()),
+            Start::Since(_) => None,
         };
         let mut wait = Duration::from_secs(1);
         while !self.stop.load(Ordering::Acquire) {
@@ -266,11 +266,11 @@ impl Run {
                 // A cursor journalctl ended on at once, with nothing read,
                 // is the fault (another machine's journal, vacuumed away):
                 // dropped, and the windows read afresh.
-                Some(_) if quick && !read_any && matches!(from, From::AfterCursor(_)) => {
+                Some(_) if quick && !read_any && matches!(from, Start::AfterCursor(_)) => {
                     cursor = None;
-                    From::Since(self.fresh_since())
+                    Start::Since(self.fresh_since())
                 }
-                Some(c) => From::AfterCursor(c),
+                Some(c) => Start::AfterCursor(c),
                 None => from,
             };
             if started.elapsed() > Duration::from_secs(60) {

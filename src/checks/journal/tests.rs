@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::follow::{args, From, Saved};
+use super::follow::{args, Saved, Start};
 use super::tally::Tally;
 use super::*;
 use crate::config::Config;
@@ -146,7 +146,7 @@ fn silence_counts_from_the_last_entry_or_start_and_only_while_active() {
 
 #[test]
 fn journalctl_is_asked_for_the_units_from_the_cursor() {
-    let a = args(&["a.service", "b.service"], &From::AfterCursor("s=1;i=2".into()), true);
+    let a = args(&["a.service", "b.service"], &Start::AfterCursor("s=1;i=2".into()), true);
     assert!(a.contains(&"--after-cursor=s=1;i=2".to_string()));
     assert!(a.contains(&"--no-tail".to_string()));
     let tail = &a[a.len() - 6..];
@@ -162,7 +162,7 @@ fn journalctl_is_asked_for_the_units_from_the_cursor() {
         ]
     );
     assert_eq!(a[0], "--follow");
-    let a = args(&["a.service"], &From::Since(at(1_700_000_000)), false);
+    let a = args(&["a.service"], &Start::Since(at(1_700_000_000)), false);
     assert!(a.contains(&"--since=@1700000000".to_string()));
 }
 

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::{From, Run};
+use super::{Run, Start};
 use crate::checks::journal::tally::{from_micros, micros, Tally};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -55,7 +55,7 @@ impl Run {
     }
 
     /// Restores the saved counts; where to start reading.
-    pub(super) fn restore(&self, now: SystemTime) -> From {
+    pub(super) fn restore(&self, now: SystemTime) -> Start {
         let fresh = self.fresh_since();
         let saved = match crate::fsutil::load_or_move_aside(&self.state, now, Saved::parse) {
             Ok((saved, corrupt)) => {
@@ -90,12 +90,12 @@ impl Run {
         // The cursor is worth following only if what it skips is still
         // inside the windows; else the windows are read afresh.
         let from = match &saved.cursor {
-            Some(c) if saved_at >= fresh => From::AfterCursor(c.clone()),
-            _ => From::Since(fresh),
+            Some(c) if saved_at >= fresh => Start::AfterCursor(c.clone()),
+            _ => Start::Since(fresh),
         };
         let start = match from {
-            From::AfterCursor(_) => saved_at,
-            From::Since(t) => t,
+            Start::AfterCursor(_) => saved_at,
+            Start::Since(t) => t,
         };
         for w in &self.watches {
             let tally = saved
