@@ -313,13 +313,7 @@ pub async fn check_once(config: &Config) -> Snapshot {
     }
     let defs = checks::build_all(config);
     // Journal checks count what the journal holds over their windows.
-    let watches: Vec<_> = defs
-        .iter()
-        .filter_map(|d| match &d.how {
-            checks::How::State(s) => s.journal(),
-            checks::How::Probe(_) => None,
-        })
-        .collect();
+    let watches = checks::journal::watches(&defs);
     if !watches.is_empty() {
         let read = tokio::task::spawn_blocking(move || checks::journal::follow::read_once(watches));
         let _ = tokio::time::timeout(Duration::from_secs(30), read).await;

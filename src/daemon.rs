@@ -487,9 +487,7 @@ impl Supervisor {
         // sweep at 2,000 units, and said nothing new.
         let read = self.prepare_resource_read();
         let later: HashSet<&str> = read.iter().flatten().map(|t| t.unit.as_str()).collect();
-        self.run_checks_where(|d| {
-            d.id.measurement == "state" || d.unit.as_deref().is_none_or(|u| !later.contains(u))
-        });
+        self.run_checks_where(|d| !resources::graded_by_read(d, &later));
         self.stale_checks();
         let now = SystemTime::now();
         for name in self.unit_names() {

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::checks::common::{from_table, Common};
 use crate::checks::kind::{Build, Kind, Make, MetricDoc};
-use crate::checks::{crossed, fmt_duration, grade, CheckContext, How, Measurement, Outcome, StateCheck, Status};
+use crate::checks::{crossed, fmt_duration, grade, CheckContext, CheckDef, How, Measurement, Outcome, StateCheck, Status};
 use crate::config::{opt_duration, Config, KeySeg};
 use crate::manual::KeyDoc;
 
@@ -155,7 +155,7 @@ fn read(t: &toml::Table, common: &Common) -> Result<(JournalConfig, Option<regex
             "a journal check needs unit: the watched unit whose entries it reads".into(),
         ));
     }
-    let counts = c.warn_count.is_some() || c.crit_count.is_some();
+    let counts = c.counts();
     if !counts && c.silence.is_none() {
         bad.push((
             vec![],
@@ -198,6 +198,23 @@ fn read(t: &toml::Table, common: &Common) -> Result<(JournalConfig, Option<regex
     }
 }
 
+impl JournalConfig {
+    /// Whether counts are graded (else only silence).
+    fn counts(&self) -> bool {
+        self.warn_count.is_some() || self.crit_count.is_some()
+    }
+}
+
+/// The journal checks among `defs`: what a follower follows.
+pub fn watches(defs: &[CheckDef]) -> Vec<Arc<Watch>> {
+    defs.iter()
+        .filter_map(|d| match &d.how {
+            How::State(s) => s.journal(),
+            How::Probe(_) => None,
+        })
+        .collect()
+}
+
 /// Whether the configuration has a journal check (the daemon then needs
 /// to be in systemd-journal: `unitwatchd config privileges`).
 pub fn configured(config: &Config) -> bool {
@@ -214,8 +231,7 @@ fn check(t: &toml::Table, common: &Common, _: &Config) -> Result<(), Problems> {
 fn build(t: &toml::Table, common: &Common, _: &Config) -> Result<How, Problems> {
     let (c, regex) = read(t, common)?;
     let unit = common.unit.as_ref().map(|u| u.to_string()).unwrap_or_default();
-    let counts = c.warn_count.is_some() || c.crit_count.is_some();
-    let window = if counts { Some(c.window.unwrap_or(DEFAULT_WINDOW)) } else { None };
+    let window = c.counts().then(|| c.window.unwrap_or(DEFAULT_WINDOW));
     let watch = Watch {
         key: common.key(),
         unit,

@@ -13,6 +13,8 @@
 //!
 //! A check never returns an error: whatever goes wrong becomes a `fail`
 //! with the reason in `output`, so one broken check cannot hide the others.
+//! What a run produces (its outcome, figures and result) and how a figure
+//! is graded are in outcome.rs.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::events::Kind as EventKind;
@@ -29,7 +30,13 @@ use crate::units::UnitTable;
 pub mod common;
 pub mod flap;
 pub mod kind;
+mod outcome;
 pub mod runner;
+
+pub use outcome::{
+    crossed, fmt_duration, grade, grade_below, millis, overall, round2, CheckResult, Labels,
+    Measurement, Outcome, Status,
+};
 
 // The kinds of check: a kind is a module, named once here.
 kinds!(
@@ -73,29 +80,6 @@ use kinds;
 pub use common::CheckTable;
 pub use kind::{build_all, metric_doc, section_problems, Kind, MetricDoc};
 
-/// The three states of the health+json draft, ordered by severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Warn,
-    Fail,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-        }
-    }
-    /// The CLI's exit code for this status.
-    pub fn exit_code(self) -> i32 {
-        self as i32
-    }
-}
-
 /// What a check measures: `component:measurement` is its key everywhere
 /// (status.json, /health, metrics, journal).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,164 +93,6 @@ pub struct CheckId {
 impl CheckId {
     pub fn key(&self) -> String {
         format!("{}:{}", self.component, self.measurement)
-    }
-}
-
-/// A figure a check measured, named for export. `/metrics` shows it as
-/// `unitwatch_<name>{labels}` and the OTLP export under the name its kind's
-/// [`MetricDoc`] gives; neither parses keys or knows the kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Measurement {
-    /// The metric's name after `unitwatch_`, in base units
-    /// (`probe_duration_seconds`, `disk_used_ratio`).
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Labels::is_empty")]
-    pub labels: Labels,
-    pub value: f64,
-}
-
-impl Measurement {
-    pub fn new(name: &str, value: f64) -> Self {
-        Measurement {
-            name: name.to_string(),
-            labels: Labels::default(),
-            value,
-        }
-    }
-    pub fn label(mut self, k: &str, v: impl Into<String>) -> Self {
-        self.labels.insert(k.to_string(), v.into());
-        self
-    }
-}
-
-/// A measurement's labels: a few pairs, kept sorted by name, serialized
-/// as the map they are. A vector rather than a `BTreeMap`, whose first node
-/// holds room for 11 pairs: at 2,000 units with every resource key on,
-/// 12,000 one-label measurements kept about 550 bytes each in their maps.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Labels(Vec<(String, String)>);
-
-impl Labels {
-    /// Sets `k` to `v`.
-    pub fn insert(&mut self, k: String, v: String) {
-        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&k)) {
-            Ok(i) => self.0[i].1 = v,
-            Err(i) => self.0.insert(i, (k, v)),
-        }
-    }
-    pub fn get(&self, k: &str) -> Option<&String> {
-        self.0
-            .binary_search_by(|(n, _)| n.as_str().cmp(k))
-            .ok()
-            .map(|i| &self.0[i].1)
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    /// By name.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
-    }
-}
-
-impl std::ops::Index<&str> for Labels {
-    type Output = String;
-    fn index(&self, k: &str) -> &String {
-        self.get(k).unwrap_or_else(|| panic!("no label {k:?}"))
-    }
-}
-
-impl Serialize for Labels {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.iter())
-    }
-}
-
-impl<'de> Deserialize<'de> for Labels {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let m = BTreeMap::<String, String>::deserialize(d)?;
-        Ok(Labels(m.into_iter().collect()))
-    }
-}
-
-/// What one run of a check saw.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub status: Status,
-    pub observed_value: Value,
-    pub observed_unit: Option<&'static str>,
-    pub output: Option<String>,
-    pub measurements: Vec<Measurement>,
-}
-
-impl Outcome {
-    pub fn new(status: Status, value: impl Into<Value>, unit: Option<&'static str>) -> Self {
-        Outcome {
-            status,
-            observed_value: value.into(),
-            observed_unit: unit,
-            output: None,
-            measurements: Vec::new(),
-        }
-    }
-    pub fn with_output(mut self, output: impl Into<String>) -> Self {
-        self.output = Some(output.into());
-        self
-    }
-    pub fn measure(mut self, m: Measurement) -> Self {
-        self.measurements.push(m);
-        self
-    }
-    /// A check that could not measure: fail, no value, the reason said.
-    pub fn error(output: impl Into<String>) -> Self {
-        Outcome::new(Status::Fail, Value::Null, None).with_output(output)
-    }
-}
-
-/// Grades `value` against a warn and a crit threshold (inclusive).
-pub fn grade(value: f64, warn: Option<f64>, crit: Option<f64>) -> Status {
-    if crit.is_some_and(|c| value >= c) {
-        Status::Fail
-    } else if warn.is_some_and(|w| value >= w) {
-        Status::Warn
-    } else {
-        Status::Pass
-    }
-}
-
-/// Grades `value` against thresholds below which it is bad (inclusive).
-pub fn grade_below(value: f64, warn: Option<f64>, crit: Option<f64>) -> Status {
-    grade(-value, warn.map(|w| -w), crit.map(|c| -c))
-}
-
-/// The threshold a graded figure crossed: the critical one when it
-/// failed, else the warning one (for saying which limit it was).
-pub fn crossed<T>(status: Status, warn: Option<T>, crit: Option<T>) -> Option<T> {
-    if status == Status::Fail {
-        crit
-    } else {
-        warn
-    }
-}
-
-/// Rounds a percentage for display and JSON.
-pub fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
-}
-
-/// Milliseconds of `d`, rounded to microseconds, for observed values.
-pub fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// "250ms", "5s", "1m 30s".
-pub fn fmt_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 || d >= Duration::from_secs(60) {
-        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-    } else if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
     }
 }
 
@@ -434,44 +260,6 @@ impl CheckDef {
     }
 }
 
-/// One check's result, as it goes into status.json.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub key: String,
-    pub component: String,
-    pub measurement: String,
-    pub component_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    pub status: Status,
-    pub observed_value: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_unit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    /// RFC 3339, when the check ran.
-    pub time: String,
-    pub duration_us: u64,
-    /// The figures it measured, for /metrics and the OTLP export.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub measurements: Vec<Measurement>,
-    /// A probe that has not reported since the daemon (re)started.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub pending: bool,
-}
-
-impl CheckResult {
-    /// The observed value for a person: "81.25 percent", "active", "-".
-    pub fn display_value(&self) -> String {
-        match (&self.observed_value, &self.observed_unit) {
-            (Value::Null, _) => "-".to_string(),
-            (Value::String(s), _) => s.clone(),
-            (v, Some(u)) => format!("{v} {u}"),
-            (v, None) => v.to_string(),
-        }
-    }
-}
-
 /// Runs a state check, timing it; a panic inside it becomes a `fail`.
 pub fn run_state(def: &CheckDef, check: &dyn StateCheck, ctx: &CheckContext<'_>) -> CheckResult {
     use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -505,15 +293,6 @@ where
     })
 }
 
-/// The worst status among `results`; pass when there are none.
-pub fn overall<'a>(results: impl IntoIterator<Item = &'a CheckResult>) -> Status {
-    results
-        .into_iter()
-        .map(|r| r.status)
-        .max()
-        .unwrap_or(Status::Pass)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,38 +324,6 @@ mod tests {
         assert_eq!(r.status, Status::Fail);
         assert!(r.output.as_deref().unwrap().contains("panicked"));
         assert_eq!(r.key, "x:y");
-    }
-
-    #[test]
-    fn labels_stay_sorted_and_serialize_as_a_map() {
-        let m = Measurement::new("x", 1.0)
-            .label("unit", "b.service")
-            .label("check", "c")
-            .label("unit", "a.service");
-        let j = serde_json::to_string(&m).unwrap();
-        assert_eq!(
-            j,
-            r#"{"name":"x","labels":{"check":"c","unit":"a.service"},"value":1.0}"#
-        );
-        let back: Measurement = serde_json::from_str(&j).unwrap();
-        assert_eq!(back, m);
-        assert_eq!(back.labels["unit"], "a.service");
-        assert_eq!(back.labels.get("nope"), None);
-        let bare = serde_json::to_string(&Measurement::new("y", 2.0)).unwrap();
-        assert_eq!(bare, r#"{"name":"y","value":2.0}"#);
-    }
-
-    #[test]
-    fn grading_is_inclusive_and_ordered() {
-        assert_eq!(grade(79.9, Some(80.0), Some(90.0)), Status::Pass);
-        assert_eq!(grade(80.0, Some(80.0), Some(90.0)), Status::Warn);
-        assert_eq!(grade(90.0, Some(80.0), Some(90.0)), Status::Fail);
-        assert_eq!(grade(99.0, None, None), Status::Pass);
-        assert_eq!(grade_below(5.0, Some(10.0), Some(3.0)), Status::Warn);
-        assert_eq!(grade_below(3.0, Some(10.0), Some(3.0)), Status::Fail);
-        assert_eq!(grade_below(11.0, Some(10.0), Some(3.0)), Status::Pass);
-        assert_eq!(Status::Fail.exit_code(), 2);
-        assert_eq!(Status::Warn.exit_code(), 1);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! thresholds only, by the daemon's resource reader (daemon/resources.rs)
 //! on a task of its own after each sweep: at 2,000 units the reads must not
 //! hold up the loop that handles failures. This file holds what that task
-//! reads ([`read_unit`]) and the checks that grade the figures, which run on
+//! reads ([`read_targets`]) and the checks that grade the figures, which run on
 //! the loop from the unit table like the unit's state check.
 //!
 //! A figure that cannot be read is a `fail` with the reason ("permission
@@ -409,7 +409,7 @@ pub fn not_read_yet() -> Outcome {
 }
 
 mod read;
-pub use read::{count_fds, read_targets, read_unit, Dirs, Target, READ_TIMEOUT};
+pub use read::{count_fds, read_targets, Dirs, Target, READ_TIMEOUT};
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@
 //! missed job, and would hide that the schedule broke. `restart = true` on
 //! a timer is a config error; its default is false.
 //!
-//! The figures come from the resource reader (`unit_resources::read_unit`)
+//! The figures come from the resource reader (`unit_resources::read_targets`)
 //! after each sweep, like the other polled figures.
 
 use std::sync::Arc;

@@ -115,6 +115,13 @@ impl Supervisor {
         self.since[i] = SystemTime::now();
         self.stale[i] = false;
         let changed = self.take_result(i, r);
+        self.after_result(i, changed).await;
+    }
+
+    /// What a new result of check `i` (not graded by a sweep, which does
+    /// both itself) calls for: its unit looked at, when it restarts it,
+    /// and a snapshot.
+    pub(super) async fn after_result(&mut self, i: usize, changed: bool) {
         let d = &self.checks[i];
         let restart_unit = d.unit.clone().filter(|_| d.restart);
         if let Some(u) = restart_unit {

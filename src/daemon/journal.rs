@@ -22,17 +22,8 @@ impl Supervisor {
     /// Stops the running follower (after its last save) and starts one for
     /// the current checks, if any is a journal check.
     pub(super) async fn follow_journal(&mut self, first: bool) {
-        if let Some(old) = self.journal.take() {
-            old.stop(Duration::from_secs(3)).await;
-        }
-        let watches: Vec<_> = self
-            .checks
-            .iter()
-            .filter_map(|d| match &d.how {
-                How::State(s) => s.journal(),
-                How::Probe(_) => None,
-            })
-            .collect();
+        self.stop_journal().await;
+        let watches = crate::checks::journal::watches(&self.checks);
         let state = self.config.daemon.state_dir.join(JOURNAL_STATE);
         self.journal = Follower::start(watches, state);
         // The sweep that follows (the first, or the reload's), which reads
@@ -46,36 +37,17 @@ impl Supervisor {
         }
     }
 
-    /// The follower counted something new: the journal checks graded again,
-    /// a failing one that restarts its unit acted on.
+    /// The follower counted something new: the journal checks graded
+    /// again, each new result acted on as a probe's is.
     pub(super) async fn on_journal(&mut self) {
-        let before: Vec<Status> = self.results.iter().map(|r| r.status).collect();
+        let journal: Vec<usize> = (0..self.checks.len())
+            .filter(|&i| is_journal(&self.checks[i]))
+            .collect();
+        let before: Vec<Status> = journal.iter().map(|&i| self.results[i].status).collect();
         self.run_checks_where(is_journal);
-        let mut changed = false;
-        let mut restart = Vec::new();
-        for (i, d) in self.checks.iter().enumerate() {
-            if !is_journal(d) {
-                continue;
-            }
-            changed |= before.get(i) != Some(&self.results[i].status);
-            if let (true, Some(u)) = (d.restart, &d.unit) {
-                if self.results[i].status != Status::Pass {
-                    restart.push(u.clone());
-                }
-            }
-        }
-        if !restart.is_empty() {
-            let now = SystemTime::now();
-            for u in restart {
-                self.supervise_unit(&u, now).await;
-            }
-            self.persist();
-        }
-        let now = tokio::time::Instant::now();
-        if changed {
-            self.publish_by(now + Duration::from_millis(50));
-        } else {
-            self.publish_by((self.published + Duration::from_secs(1)).max(now));
+        for (i, was) in journal.into_iter().zip(before) {
+            let changed = self.results[i].status != was;
+            self.after_result(i, changed).await;
         }
     }
 

@@ -89,6 +89,12 @@ pub async fn read_all(
     read_targets(bus, dirs, targets, IN_FLIGHT).await
 }
 
+/// Whether a resource read of `read` grades check `d`: the checks of the
+/// units read, but their state, which the sweep judges.
+pub(super) fn graded_by_read(d: &CheckDef, read: &HashSet<&str>) -> bool {
+    d.id.measurement != "state" && d.unit.as_deref().is_some_and(|u| read.contains(u))
+}
+
 /// Puts what a read found into the unit table.
 pub fn apply(units: &mut UnitTable, answers: Vec<(String, Resources)>) {
     for (name, r) in answers {
@@ -146,11 +152,10 @@ impl Supervisor {
             return;
         }
         log::debug!("read the resources of {} units", answers.len());
-        let read: HashSet<String> = answers.iter().map(|(n, _)| n.clone()).collect();
+        let names: Vec<String> = answers.iter().map(|(n, _)| n.clone()).collect();
         apply(&mut self.units, answers);
-        self.run_checks_where(|d| {
-            d.id.measurement != "state" && d.unit.as_ref().is_some_and(|u| read.contains(u))
-        });
+        let read: HashSet<&str> = names.iter().map(String::as_str).collect();
+        self.run_checks_where(|d| graded_by_read(d, &read));
         self.publish();
     }
 

@@ -86,17 +86,9 @@ impl Follower {
         if watches.is_empty() {
             return None;
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let child = Arc::new(Mutex::new(None));
         let (done_tx, done) = tokio::sync::oneshot::channel();
-        let (nudge_tx, nudges) = tokio::sync::mpsc::channel(1);
-        let run = Run {
-            watches,
-            state,
-            stop: stop.clone(),
-            child: child.clone(),
-            nudge: nudge_tx,
-        };
+        let (run, nudges) = Run::new(watches, state);
+        let (stop, child) = (run.stop.clone(), run.child.clone());
         // Restored here, before the checks are graded: a reload keeps the
         // counts it had (journal.json is a few KiB, read as the config is).
         let from = run.restore(SystemTime::now());
@@ -199,22 +191,13 @@ pub fn read_once(watches: Vec<Arc<Watch>>) {
     if watches.is_empty() {
         return;
     }
-    let (nudge, _rx) = tokio::sync::mpsc::channel(1);
-    let run = Run {
-        watches,
-        state: PathBuf::new(),
-        stop: Arc::default(),
-        child: Arc::default(),
-        nudge,
-    };
+    // No state file: nothing saved.
+    let (run, _nudges) = Run::new(watches, PathBuf::new());
     let since = run.fresh_since();
     for w in &run.watches {
         w.lock().tally = Some(Tally::new(w.span(), since));
     }
-    let mut units: Vec<&str> = run.watches.iter().map(|w| w.unit.as_str()).collect();
-    units.sort_unstable();
-    units.dedup();
-    let (why, _, _) = run.one_child(&args(&units, &Start::Since(since), false), &mut None);
+    let (why, _, _) = run.one_child(&args(&run.units(), &Start::Since(since), false), &mut None);
     let ended_well = why.contains("exit status: 0");
     run.each(|l| {
         if l.error.is_none() && !ended_well {
@@ -232,6 +215,28 @@ fn access_problem(line: &str) -> bool {
 }
 
 impl Run {
+    /// The follower's state for `watches`, saving to `state` (none when
+    /// empty), and the receiver of its news.
+    fn new(watches: Vec<Arc<Watch>>, state: PathBuf) -> (Run, tokio::sync::mpsc::Receiver<()>) {
+        let (nudge, nudges) = tokio::sync::mpsc::channel(1);
+        let run = Run {
+            watches,
+            state,
+            stop: Arc::default(),
+            child: Arc::default(),
+            nudge,
+        };
+        (run, nudges)
+    }
+
+    /// The units followed, each once.
+    fn units(&self) -> Vec<&str> {
+        let mut units: Vec<&str> = self.watches.iter().map(|w| w.unit.as_str()).collect();
+        units.sort_unstable();
+        units.dedup();
+        units
+    }
+
     fn each(&self, f: impl Fn(&mut super::Live)) {
         for w in &self.watches {
             f(&mut w.lock());
@@ -239,11 +244,7 @@ impl Run {
     }
 
     fn follow(self, mut from: Start) {
-        let mut units: Vec<&str> = self.watches.iter().map(|w| w.unit.as_str()).collect();
-        units.sort_unstable();
-        units.dedup();
-        let units: Vec<String> = units.into_iter().map(str::to_string).collect();
-        let unit_refs: Vec<&str> = units.iter().map(String::as_str).collect();
+        let units = self.units();
         let mut cursor: Option<String> = match &from {
             Start::AfterCursor(c) => Some(c.clone()),
             Start::Since(_) => None,
@@ -251,7 +252,7 @@ impl Run {
         let mut wait = Duration::from_secs(1);
         while !self.stop.load(Ordering::Acquire) {
             let started = Instant::now();
-            let outcome = self.one_child(&args(&unit_refs, &from, true), &mut cursor);
+            let outcome = self.one_child(&args(&units, &from, true), &mut cursor);
             if self.stop.load(Ordering::Acquire) {
                 break;
             }
@@ -386,13 +387,6 @@ pub(super) mod tests {
 
     /// A follower's state without its thread or journalctl.
     pub(in crate::checks::journal) fn run(watches: Vec<Arc<Watch>>, state: PathBuf) -> Run {
-        let (nudge, _) = tokio::sync::mpsc::channel(1);
-        Run {
-            watches,
-            state,
-            stop: Arc::default(),
-            child: Arc::default(),
-            nudge,
-        }
+        Run::new(watches, state).0
     }
 }

@@ -8,7 +8,18 @@ use std::time::{Duration, SystemTime};
 
 use super::Wants;
 use crate::config::Config;
-use crate::units::{Fds, Reading, Resources, Source, Sources, TimerInfo};
+use crate::units::{Reading, Resources, Source, Sources, TimerInfo};
+
+mod cgroup;
+mod fds;
+
+use cgroup::Files;
+pub use fds::count_fds;
+#[cfg(test)]
+pub(super) use {
+    cgroup::{cgroup2_cpu_nsec, cgroup2_pids, cgroup2_u64, parse_usage_usec},
+    fds::{count_fds_cached, parse_nofile},
+};
 
 /// What the reader needs to know of a unit it reads.
 #[derive(Debug, Clone)]
@@ -22,22 +33,6 @@ pub struct Target {
 
 /// The longest one unit's read may take: past it, its figures say so.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Reads one unit's figures. The unit's own cgroup files come first, read
-/// on the blocking pool in one go (`memory.current`, `pids.current`,
-/// `cpu.stat`, `memory.swap.current` on the unified hierarchy, their v1
-/// twins on a hybrid host): they are the figures systemd itself reports as
-/// MemoryCurrent, TasksCurrent and CPUUsageNSec, without a D-Bus round
-/// trip each (at 2,000 units those round trips cost unitwatchd 0.7 s of
-/// CPU per sweep, and systemd 0.2 s). Only a figure whose file is not
-/// there is asked of systemd; where neither has it, it is unavailable (on
-/// this project's hybrid test hosts systemd 252 reports no CPUUsageNSec,
-/// as cpu and cpuacct are mounted apart, and 252 has no
-/// MemorySwapCurrent). The cgroup's path is asked once per run of the
-/// unit.
-pub async fn read_unit(bus: &crate::systemd::Systemd, dirs: &Dirs, t: &Target) -> Resources {
-    read_unit_with(bus, dirs, t, None).await
-}
 
 /// How many units' files one task of the blocking pool reads in a row.
 const FILES_BATCH: usize = 128;
@@ -55,60 +50,42 @@ pub async fn read_targets(
     in_flight: usize,
 ) -> Vec<(String, Resources)> {
     use futures_util::StreamExt as _;
-    let known: Vec<(usize, String)> = targets
+    // What each unit whose cgroup is known needs for its files' read: its
+    // index, cgroup, wants, and where its figures and limits were found.
+    type Job = (usize, String, Wants, Sources, Vec<(u32, u64)>);
+    let known: Vec<Job> = targets
         .iter()
         .enumerate()
-        .filter_map(|(i, t)| Some((i, t.prev.as_ref()?.control_group.clone()?)))
-        .collect();
-    let mut pre: Vec<Option<Files>> = (0..targets.len()).map(|_| None).collect();
-    type Job = (usize, String, Wants, Sources, Vec<(u32, u64)>);
-    let jobs: Vec<Vec<Job>> = known
-        .chunks(FILES_BATCH)
-        .map(|batch| {
-            batch
-            .iter()
-            .map(|(i, cg)| {
-                let t = &targets[*i];
-                let prev = t.prev.as_ref();
-                let sources = prev.map(|p| p.sources).unwrap_or_default();
-                let limits = prev.map(|p| p.fd_limits.clone()).unwrap_or_default();
-                (*i, cg.clone(), t.wants, sources, limits)
-            })
-            .collect()
+        .filter_map(|(i, t)| {
+            let p = t.prev.as_ref()?;
+            Some((i, p.control_group.clone()?, t.wants, p.sources, p.fd_limits.clone()))
         })
         .collect();
-    let batches = jobs.into_iter().map(|jobs| {
-        let (sys, proc_dir) = (dirs.sys.clone(), dirs.proc.clone());
-        async move {
-            let read = tokio::task::spawn_blocking(move || {
-                jobs.into_iter()
-                    .map(|(i, cg, w, sources, limits)| {
-                        (i, Files::read(&sys, &proc_dir, &cg, w, sources, limits))
-                    })
-                    .collect::<Vec<_>>()
-            });
-            // A batch that hangs leaves its units to be read one by one,
-            // each bounded by READ_TIMEOUT.
-            tokio::time::timeout(READ_TIMEOUT, read)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
-        }
-    });
+    let mut pre: Vec<Option<Files>> = (0..targets.len()).map(|_| None).collect();
     // One batch at a time: the loop keeps a core of its own while the
     // files are read (two at once on a 2-core machine put a watched unit's
     // failure behind them).
-    let read: Vec<Vec<(usize, Files)>> = futures_util::stream::iter(batches)
-        .buffer_unordered(1)
-        .collect()
-        .await;
-    for (i, f) in read.into_iter().flatten() {
-        pre[i] = Some(f);
+    for batch in known.chunks(FILES_BATCH) {
+        let jobs = batch.to_vec();
+        let (sys, proc_dir) = (dirs.sys.clone(), dirs.proc.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            jobs.into_iter()
+                .map(|(i, cg, w, sources, limits)| {
+                    (i, Files::read(&sys, &proc_dir, &cg, w, sources, limits))
+                })
+                .collect::<Vec<_>>()
+        });
+        // A batch that hangs leaves its units to be read one by one, each
+        // bounded by READ_TIMEOUT.
+        if let Ok(Ok(files)) = tokio::time::timeout(READ_TIMEOUT, read).await {
+            for (i, f) in files {
+                pre[i] = Some(f);
+            }
+        }
     }
     futures_util::stream::iter(targets.into_iter().zip(pre))
         .map(|(t, f)| async move {
-            let found = read_unit_with(bus, dirs, &t, f).await;
+            let found = read_unit(bus, dirs, &t, f).await;
             (t.unit, found)
         })
         .buffer_unordered(in_flight)
@@ -116,8 +93,19 @@ pub async fn read_targets(
         .await
 }
 
-/// [`read_unit`], with the unit's files already read where `pre` has them.
-async fn read_unit_with(
+/// Reads one unit's figures. The unit's own cgroup files come first, read
+/// on the blocking pool in one go (`memory.current`, `pids.current`,
+/// `cpu.stat`, `memory.swap.current` on the unified hierarchy, their v1
+/// twins on a hybrid host): they are the figures systemd itself reports as
+/// MemoryCurrent, TasksCurrent and CPUUsageNSec, without a D-Bus round
+/// trip each (at 2,000 units those round trips cost unitwatchd 0.7 s of
+/// CPU per sweep, and systemd 0.2 s). Only a figure whose file is not
+/// there is asked of systemd; where neither has it, it is unavailable (on
+/// this project's hybrid test hosts systemd 252 reports no CPUUsageNSec,
+/// as cpu and cpuacct are mounted apart, and 252 has no
+/// MemorySwapCurrent). The cgroup's path is asked once per run of the
+/// unit. Its files are already read where `pre` has them.
+async fn read_unit(
     bus: &crate::systemd::Systemd,
     dirs: &Dirs,
     t: &Target,
@@ -270,96 +258,6 @@ async fn read_unit_with(
 
 use crate::systemd::Prop;
 
-/// What a unit's cgroup files said; none for a figure whose file is not
-/// there (or not wanted), and where each was found.
-#[derive(Debug, Default)]
-struct Files {
-    memory: Option<u64>,
-    tasks: Option<u64>,
-    cpu_nsec: Option<u64>,
-    swap: Option<u64>,
-    /// The count, when the cgroup's processes could be listed.
-    fds: Option<Reading<Fds>>,
-    sources: Sources,
-    fd_limits: Vec<(u32, u64)>,
-    /// When the files were read (a batch reads them ahead of the rest of
-    /// the unit's read: the CPU delta is over the time between two of
-    /// these).
-    at: Option<std::time::Instant>,
-}
-
-impl Files {
-    fn read(
-        sys: &Path,
-        proc_dir: &Path,
-        cg: &str,
-        w: Wants,
-        known: Sources,
-        mut fd_limits: Vec<(u32, u64)>,
-    ) -> Files {
-        let at = Some(std::time::Instant::now());
-        let rel = cg.trim_start_matches('/');
-        let v1 = |controller: &str, file: &str| -> Option<u64> {
-            let p = sys.join("fs/cgroup").join(controller).join(rel).join(file);
-            std::fs::read_to_string(p).ok()?.trim().parse().ok()
-        };
-        let v2 = |file: &str| cgroup2_u64(sys, cg, file);
-        // Each figure from where it was found before, else tried in turn.
-        let figure = |on: bool,
-                      src: &mut Source,
-                      unified: &dyn Fn() -> Option<u64>,
-                      legacy: &dyn Fn() -> Option<u64>|
-         -> Option<u64> {
-            if !on {
-                return None;
-            }
-            match *src {
-                Source::Unified => unified(),
-                Source::V1 => legacy(),
-                Source::Systemd | Source::Nowhere => None,
-                Source::Unknown => {
-                    if let Some(v) = unified() {
-                        *src = Source::Unified;
-                        Some(v)
-                    } else if let Some(v) = legacy() {
-                        *src = Source::V1;
-                        Some(v)
-                    } else {
-                        None
-                    }
-                }
-            }
-        };
-        let mut s = known;
-        let memory = figure(w.memory, &mut s.memory, &|| v2("memory.current"), &|| {
-            v1("memory", "memory.usage_in_bytes")
-        });
-        let tasks = figure(w.tasks, &mut s.tasks, &|| v2("pids.current"), &|| {
-            v1("pids", "pids.current")
-        });
-        let cpu_nsec = figure(w.cpu, &mut s.cpu, &|| cgroup2_cpu_nsec(sys, cg), &|| {
-            v1("cpuacct", "cpuacct.usage").or_else(|| v1("cpu,cpuacct", "cpuacct.usage"))
-        });
-        let swap = figure(w.swap, &mut s.swap, &|| v2("memory.swap.current"), &|| None);
-        let fds = w
-            .fds
-            .then(|| {
-                cgroup2_pids(sys, cg).map(|pids| count_fds_cached(proc_dir, &pids, &mut fd_limits))
-            })
-            .flatten();
-        Files {
-            memory,
-            tasks,
-            cpu_nsec,
-            swap,
-            fds,
-            sources: s,
-            fd_limits,
-            at,
-        }
-    }
-}
-
 /// A timer's `LastTriggerUSec`, next elapse and `Unit`, and the state and
 /// `Result` of that unit.
 async fn read_timer(bus: &crate::systemd::Systemd, t: &Target) -> Reading<TimerInfo> {
@@ -438,38 +336,6 @@ impl Dirs {
     }
 }
 
-/// A file of the unit's cgroup on the unified hierarchy: at
-/// /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid
-/// one.
-pub(super) fn cgroup2_file(sys: &Path, cg: &str, file: &str) -> Option<String> {
-    let root = unified_root(sys)?;
-    std::fs::read_to_string(root.join(cg.trim_start_matches('/')).join(file)).ok()
-}
-
-/// Is `dir` a procfs (where a /proc/PID/fd's size is its count), rather
-/// than a test's fixture? Asked once per directory.
-fn is_procfs(dir: &Path) -> bool {
-    static SEEN: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
-    once_per(&SEEN, dir, || {
-        nix::sys::statfs::statfs(dir)
-            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
-    })
-}
-
-/// Where the unified hierarchy is mounted: /sys/fs/cgroup on a unified
-/// host, /sys/fs/cgroup/unified on a hybrid one; none on a legacy one.
-/// Looked up once per `sys` (a failed open per figure per unit per sweep
-/// added up at 2,000 units).
-pub(super) fn unified_root(sys: &Path) -> Option<PathBuf> {
-    static ROOTS: Mutex<Vec<(PathBuf, Option<PathBuf>)>> = Mutex::new(Vec::new());
-    once_per(&ROOTS, sys, || {
-        ["fs/cgroup", "fs/cgroup/unified"]
-            .iter()
-            .map(|r| sys.join(r))
-            .find(|r| r.join("cgroup.controllers").is_file())
-    })
-}
-
 /// `find(dir)`, worked out once per directory (the daemon has one; the
 /// tests point the reader at fixtures of their own).
 fn once_per<T: Clone>(seen: &Mutex<Vec<(PathBuf, T)>>, dir: &Path, find: impl FnOnce() -> T) -> T {
@@ -480,42 +346,6 @@ fn once_per<T: Clone>(seen: &Mutex<Vec<(PathBuf, T)>>, dir: &Path, find: impl Fn
     let v = find();
     seen.push((dir.to_path_buf(), v.clone()));
     v
-}
-
-/// Every process of the cgroup and its sub-cgroups, from their
-/// cgroup.procs; none where the unified hierarchy does not have it.
-pub(super) fn cgroup2_pids(sys: &Path, cg: &str) -> Option<Vec<u32>> {
-    let root = unified_root(sys)?.join(cg.trim_start_matches('/'));
-    let mut pids = Vec::new();
-    let mut dirs = vec![root];
-    while let Some(d) = dirs.pop() {
-        let text = std::fs::read_to_string(d.join("cgroup.procs")).ok()?;
-        pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-        if let Ok(entries) = std::fs::read_dir(&d) {
-            dirs.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
-    }
-    Some(pids)
-}
-
-pub(super) fn cgroup2_u64(sys: &Path, cg: &str, file: &str) -> Option<u64> {
-    cgroup2_file(sys, cg, file)?.trim().parse().ok()
-}
-
-/// `usage_usec` of the cgroup's cpu.stat, in ns.
-pub(super) fn cgroup2_cpu_nsec(sys: &Path, cg: &str) -> Option<u64> {
-    parse_usage_usec(&cgroup2_file(sys, cg, "cpu.stat")?).map(|us| us.saturating_mul(1000))
-}
-
-pub(super) fn parse_usage_usec(stat: &str) -> Option<u64> {
-    stat.lines()
-        .find_map(|l| l.strip_prefix("usage_usec "))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The CPU between the previous read and this one, in millionths of a
@@ -529,118 +359,3 @@ pub(super) fn cpu_ppm(prev: &Resources, nsec: u64, now: std::time::Instant) -> O
     }
     Some(((nsec - before) as u128 * 1_000_000 / wall as u128) as u64)
 }
-
-/// Counts the open descriptors of each of `pids` against its soft
-/// `RLIMIT_NOFILE`, from `/proc/PID/fd` and `/proc/PID/limits`, and returns
-/// the process nearest its limit. A process gone meanwhile is skipped; one
-/// that cannot be read is the unit's answer ("permission denied reading
-/// /proc/812/fd"), as a count of the others would be a silent undercount.
-pub fn count_fds(proc_dir: &Path, pids: &[u32]) -> Reading<Fds> {
-    count_fds_cached(proc_dir, pids, &mut Vec::new())
-}
-
-/// [`count_fds`], with the soft limits already read for these processes
-/// (`limits`, kept from read to read: a process's limit rarely changes,
-/// and a read of /proc/PID/limits is an open each).
-pub fn count_fds_cached(proc_dir: &Path, pids: &[u32], limits: &mut Vec<(u32, u64)>) -> Reading<Fds> {
-    let mut worst: Option<Fds> = None;
-    let mut gone = 0;
-    limits.retain(|(p, _)| pids.contains(p));
-    for &pid in pids {
-        let dir = proc_dir.join(pid.to_string());
-        let limit = match limits.iter().find(|(p, _)| *p == pid) {
-            Some((_, l)) => *l,
-            None => match read_nofile(&dir.join("limits")) {
-                Ok(l) => {
-                    limits.push((pid, l));
-                    l
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    gone += 1;
-                    continue;
-                }
-                Err(e) => return Reading::Error(io_said(&e, &dir.join("limits"))),
-            },
-        };
-        let fd_dir = dir.join("fd");
-        // Linux 6.2 and later give the count as the directory's size: one
-        // stat instead of listing every descriptor. Before, the size is 0
-        // and the directory is listed.
-        let sized = if is_procfs(proc_dir) {
-            std::fs::metadata(&fd_dir).map(|m| m.len()).unwrap_or(0)
-        } else {
-            0
-        };
-        let open = if sized > 0 {
-            sized
-        } else {
-            match std::fs::read_dir(&fd_dir) {
-                Ok(d) => d.count() as u64,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    gone += 1;
-                    continue;
-                }
-                Err(e) => return Reading::Error(io_said(&e, &fd_dir)),
-            }
-        };
-        let f = Fds {
-            pid,
-            open,
-            limit,
-            processes: 0,
-        };
-        if worst.is_none_or(|w| {
-            f.percent() > w.percent() || (w.open < f.open && f.percent() == w.percent())
-        }) {
-            worst = Some(f);
-        }
-    }
-    match worst {
-        Some(mut w) => {
-            w.processes = (pids.len() - gone) as u32;
-            Reading::Value(w)
-        }
-        None if pids.is_empty() => Reading::Value(Fds::default()),
-        // Every process listed, none to be seen: hidden, not gone (the
-        // processes of another user under ProtectProc=invisible).
-        None => Reading::Error(format!(
-            "cannot see pid {} in {} (ProtectProc=invisible hides other users' processes; see the README on fds_warn_percent)",
-            pids[0],
-            proc_dir.display()
-        )),
-    }
-}
-
-pub(super) fn io_said(e: &std::io::Error, path: &Path) -> String {
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        format!(
-            "permission denied reading {} (counting another user's descriptors needs CAP_DAC_READ_SEARCH: see the README on fds_warn_percent)",
-            path.display()
-        )
-    } else {
-        format!("cannot read {}: {e}", path.display())
-    }
-}
-
-/// The soft "Max open files" of a /proc/PID/limits file; `u64::MAX` for
-/// unlimited.
-pub(super) fn read_nofile(path: &Path) -> std::io::Result<u64> {
-    let text = std::fs::read_to_string(path)?;
-    parse_nofile(&text).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "no \"Max open files\" line",
-        )
-    })
-}
-
-pub(super) fn parse_nofile(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line["Max open files".len()..].split_whitespace().next()?;
-    if soft == "unlimited" {
-        Some(u64::MAX)
-    } else {
-        soft.parse().ok()
-    }
-}
-

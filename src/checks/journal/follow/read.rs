@@ -120,9 +120,7 @@ impl Run {
                 Some((at_us, counted)) => {
                     if !read_any {
                         read_any = true;
-                        if !denied.load(Ordering::Acquire) {
-                            self.each(|l| l.error = None);
-                        }
+                        self.reading(denied);
                     }
                     owed.dirty = true;
                     owed.nudge |= counted;
@@ -144,14 +142,17 @@ impl Run {
         read_any
     }
 
+    /// journalctl gives entries: an earlier failure is over (but for a
+    /// denial, which this journalctl said and stands).
+    fn reading(&self, denied: &AtomicBool) {
+        if !denied.load(Ordering::Acquire) {
+            self.each(|l| l.error = None);
+        }
+    }
+
     fn mark_caught_up(&self, denied: &AtomicBool) {
-        let ok = !denied.load(Ordering::Acquire);
-        self.each(|l| {
-            l.caught_up = true;
-            if ok {
-                l.error = None;
-            }
-        });
+        self.reading(denied);
+        self.each(|l| l.caught_up = true);
         // The checks are graded again now that silence can be judged.
         let _ = self.nudge.try_send(());
     }

@@ -1,0 +1,133 @@
+//! Open file descriptors of a unit's processes, each against its own soft
+//! `RLIMIT_NOFILE`, from /proc.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::once_per;
+use crate::units::{Fds, Reading};
+
+/// Is `dir` a procfs (where a /proc/PID/fd's size is its count), rather
+/// than a test's fixture? Asked once per directory.
+fn is_procfs(dir: &Path) -> bool {
+    static SEEN: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+    once_per(&SEEN, dir, || {
+        nix::sys::statfs::statfs(dir)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+    })
+}
+
+/// Counts the open descriptors of each of `pids` against its soft
+/// `RLIMIT_NOFILE`, from `/proc/PID/fd` and `/proc/PID/limits`, and returns
+/// the process nearest its limit. A process gone meanwhile is skipped; one
+/// that cannot be read is the unit's answer ("permission denied reading
+/// /proc/812/fd"), as a count of the others would be a silent undercount.
+pub fn count_fds(proc_dir: &Path, pids: &[u32]) -> Reading<Fds> {
+    count_fds_cached(proc_dir, pids, &mut Vec::new())
+}
+
+/// [`count_fds`], with the soft limits already read for these processes
+/// (`limits`, kept from read to read: a process's limit rarely changes,
+/// and a read of /proc/PID/limits is an open each).
+pub fn count_fds_cached(proc_dir: &Path, pids: &[u32], limits: &mut Vec<(u32, u64)>) -> Reading<Fds> {
+    let mut worst: Option<Fds> = None;
+    let mut gone = 0;
+    limits.retain(|(p, _)| pids.contains(p));
+    for &pid in pids {
+        let dir = proc_dir.join(pid.to_string());
+        let limit = match limits.iter().find(|(p, _)| *p == pid) {
+            Some((_, l)) => *l,
+            None => match read_nofile(&dir.join("limits")) {
+                Ok(l) => {
+                    limits.push((pid, l));
+                    l
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    gone += 1;
+                    continue;
+                }
+                Err(e) => return Reading::Error(io_said(&e, &dir.join("limits"))),
+            },
+        };
+        let fd_dir = dir.join("fd");
+        // Linux 6.2 and later give the count as the directory's size: one
+        // stat instead of listing every descriptor. Before, the size is 0
+        // and the directory is listed.
+        let sized = if is_procfs(proc_dir) {
+            std::fs::metadata(&fd_dir).map(|m| m.len()).unwrap_or(0)
+        } else {
+            0
+        };
+        let open = if sized > 0 {
+            sized
+        } else {
+            match std::fs::read_dir(&fd_dir) {
+                Ok(d) => d.count() as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    gone += 1;
+                    continue;
+                }
+                Err(e) => return Reading::Error(io_said(&e, &fd_dir)),
+            }
+        };
+        let f = Fds {
+            pid,
+            open,
+            limit,
+            processes: 0,
+        };
+        if worst.is_none_or(|w| {
+            f.percent() > w.percent() || (w.open < f.open && f.percent() == w.percent())
+        }) {
+            worst = Some(f);
+        }
+    }
+    match worst {
+        Some(mut w) => {
+            w.processes = (pids.len() - gone) as u32;
+            Reading::Value(w)
+        }
+        None if pids.is_empty() => Reading::Value(Fds::default()),
+        // Every process listed, none to be seen: hidden, not gone (the
+        // processes of another user under ProtectProc=invisible).
+        None => Reading::Error(format!(
+            "cannot see pid {} in {} (ProtectProc=invisible hides other users' processes; see the README on fds_warn_percent)",
+            pids[0],
+            proc_dir.display()
+        )),
+    }
+}
+
+pub(in crate::checks::unit_resources) fn io_said(e: &std::io::Error, path: &Path) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "permission denied reading {} (counting another user's descriptors needs CAP_DAC_READ_SEARCH: see the README on fds_warn_percent)",
+            path.display()
+        )
+    } else {
+        format!("cannot read {}: {e}", path.display())
+    }
+}
+
+/// The soft "Max open files" of a /proc/PID/limits file; `u64::MAX` for
+/// unlimited.
+pub(in crate::checks::unit_resources) fn read_nofile(path: &Path) -> std::io::Result<u64> {
+    let text = std::fs::read_to_string(path)?;
+    parse_nofile(&text).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no \"Max open files\" line",
+        )
+    })
+}
+
+pub(in crate::checks::unit_resources) fn parse_nofile(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    if soft == "unlimited" {
+        Some(u64::MAX)
+    } else {
+        soft.parse().ok()
+    }
+}
+
