@@ -370,7 +370,7 @@ pub fn render_table(snap: &Snapshot) -> String {
         .map(|c| {
             [
                 c.status.as_str().to_uppercase(),
-                c.key.clone(),
+                c.key.to_string(),
                 c.display_value(),
                 c.output.clone().unwrap_or_default(),
             ]

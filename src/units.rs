@@ -27,7 +27,7 @@ pub struct UnitStatus {
     /// units with thresholds (`checks::unit_resources`); none until the
     /// first read after the unit started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
+    pub resources: Option<std::sync::Arc<Resources>>,
 }
 
 /// A unit's resources as one read saw them. Each figure is `None` where it

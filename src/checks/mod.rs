@@ -35,7 +35,7 @@ pub mod runner;
 
 pub use outcome::{
     crossed, fmt_duration, grade, grade_below, millis, overall, round2, CheckResult, Labels,
-    Measurement, Outcome, Status,
+    Measurement, Outcome, Shared, Stamp, Status, Text,
 };
 
 // The kinds of check: a kind is a module, named once here.
@@ -180,6 +180,16 @@ pub struct CheckDef {
     /// unit-failed and unit-recovered).
     pub quiet: bool,
     pub how: How,
+    /// The key, component and unit its results share, made at the first.
+    names: std::sync::OnceLock<Names>,
+}
+
+/// What every result of one check names, made once.
+#[derive(Debug, Clone)]
+struct Names {
+    key: Shared,
+    component: Shared,
+    unit: Option<Shared>,
 }
 
 impl CheckDef {
@@ -199,6 +209,7 @@ impl CheckDef {
             event: EventKind::CheckChanged,
             quiet: false,
             how,
+            names: Default::default(),
         }
     }
 
@@ -227,17 +238,22 @@ impl CheckDef {
         if self.warn_only && o.status == Status::Fail {
             o.status = Status::Warn;
         }
+        let names = self.names.get_or_init(|| Names {
+            key: self.id.key().into(),
+            component: self.id.component.as_str().into(),
+            unit: self.unit.as_deref().map(Into::into),
+        });
         CheckResult {
-            key: self.id.key(),
-            component: self.id.component.clone(),
-            measurement: self.id.measurement.to_string(),
-            component_type: self.id.component_type.to_string(),
-            unit: self.unit.clone(),
+            key: names.key.clone(),
+            component: names.component.clone(),
+            measurement: Text::Borrowed(self.id.measurement),
+            component_type: Text::Borrowed(self.id.component_type),
+            unit: names.unit.clone(),
             status: o.status,
             observed_value: o.observed_value,
-            observed_unit: o.observed_unit.map(str::to_string),
+            observed_unit: o.observed_unit.map(Text::Borrowed),
             output: o.output,
-            time: humantime::format_rfc3339_millis(time).to_string(),
+            time: Stamp::of(time),
             duration_us: took.as_micros() as u64,
             measurements: o.measurements,
             pending: false,
@@ -323,7 +339,7 @@ mod tests {
         let r = run_state(&def, check.as_ref(), &ctx);
         assert_eq!(r.status, Status::Fail);
         assert!(r.output.as_deref().unwrap().contains("panicked"));
-        assert_eq!(r.key, "x:y");
+        assert_eq!(&*r.key, "x:y");
     }
 
     #[test]

@@ -127,13 +127,13 @@ mod tests {
                 UnitStatus {
                     active_state: active.into(),
                     memory_current: mem,
-                    resources: Some(crate::units::Resources {
+                    resources: Some(std::sync::Arc::new(crate::units::Resources {
                         memory: Some(match mem {
                             Some(b) => Reading::Value(b),
                             None => Reading::Unavailable("systemd reports no MemoryCurrent".into()),
                         }),
                         ..Default::default()
-                    }),
+                    })),
                     ..Default::default()
                 },
             );

@@ -283,7 +283,7 @@ impl StateCheck for ResourceCheck {
 }
 
 impl ResourceCheck {
-    fn measure(&self, name: &str, v: f64) -> Measurement {
+    fn measure(&self, name: &'static str, v: f64) -> Measurement {
         Measurement::new(name, v).label("unit", self.unit.clone())
     }
 
@@ -312,7 +312,7 @@ impl ResourceCheck {
         &self,
         r: Option<&Reading<u64>>,
         unit: &'static str,
-        metric: &str,
+        metric: &'static str,
         say: impl Fn(u64) -> String,
     ) -> Outcome {
         let n = match Self::value(r) {

@@ -193,7 +193,7 @@ impl TimerCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::units::{Resources, UnitStatus, UnitTable};
+    use crate::units::{UnitStatus, UnitTable};
 
     const NOW: u64 = 1_800_000_000_000_000;
     const MIN: u64 = 60_000_000;
@@ -270,7 +270,7 @@ mod tests {
             "backup.timer".into(),
             UnitStatus {
                 active_state: "inactive".into(),
-                resources: Some(Resources::default()),
+                resources: Some(Default::default()),
                 ..Default::default()
             },
         );

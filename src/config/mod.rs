@@ -255,7 +255,9 @@ impl Default for BackoffConfig {
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::parse(&read_text(path)?, path)
+        let config = Config::parse(&read_text(path)?, path);
+        crate::release_free_memory();
+        config
     }
 
     /// Parses and validates `text`; `path` is used only in error messages.

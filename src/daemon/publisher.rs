@@ -51,6 +51,8 @@ pub struct Publisher {
     /// The generation of the newest bytes on disk (or given up on).
     written: watch::Receiver<u64>,
     sent: u64,
+    /// The size of the last bytes handed over.
+    last_len: usize,
     task: JoinHandle<()>,
 }
 
@@ -105,6 +107,7 @@ impl Publisher {
             wake,
             written,
             sent: 0,
+            last_len: 0,
             task,
         }
     }
@@ -121,7 +124,12 @@ impl Publisher {
         };
         let mut buf = spare.unwrap_or_default();
         buf.clear();
+        // Room for the last size and an eighth, at once: a large snapshot
+        // grown by doubling was copied a dozen times, through blocks of
+        // the heap that the next ones then fragmented.
+        buf.reserve_exact(self.last_len + self.last_len / 8);
         fill(&mut buf);
+        self.last_len = buf.len();
         self.sent += 1;
         lock(&self.shared).pending = Some((self.sent, path, buf));
         self.wake.notify_one();

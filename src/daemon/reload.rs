@@ -67,6 +67,8 @@ impl Supervisor {
                     self.policy = Policy::from(&c.backoff);
                     self.config = c;
                     self.start_checks();
+                    // The old checks and results are gone.
+                    crate::release_free_memory();
                     self.follow_journal(false).await;
                     // Units may be new: their Restart= read ahead too.
                     self.want_restart_settings();

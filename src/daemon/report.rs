@@ -122,7 +122,7 @@ pub fn summary(results: &[CheckResult], bus_error: Option<&str>) -> String {
         if r.status == Status::Pass {
             ok += 1;
         } else {
-            failing.push(r.component.as_str());
+            failing.push(&*r.component);
         }
     }
     let mut s = format!("{ok} units ok");
@@ -132,7 +132,7 @@ pub fn summary(results: &[CheckResult], bus_error: Option<&str>) -> String {
     let other: Vec<_> = results
         .iter()
         .filter(|r| r.measurement != "state" && r.status != Status::Pass)
-        .map(|r| r.key.as_str())
+        .map(|r| &*r.key)
         .collect();
     if !other.is_empty() {
         s += &format!("; {} checks not passing: {}", other.len(), list(&other));

@@ -106,7 +106,7 @@ pub fn apply(units: &mut UnitTable, answers: Vec<(String, Resources)>) {
             continue;
         }
         s.memory_current = r.memory.as_ref().and_then(|m| m.value().copied());
-        s.resources = Some(r);
+        s.resources = Some(std::sync::Arc::new(r));
     }
 }
 

@@ -86,12 +86,12 @@ fn base(status: Status, host: &str) -> Health {
 
 fn check_object(c: &CheckResult) -> CheckObject {
     CheckObject {
-        component_id: c.component.clone(),
-        component_type: c.component_type.clone(),
+        component_id: c.component.to_string(),
+        component_type: c.component_type.to_string(),
         observed_value: c.observed_value.clone(),
-        observed_unit: c.observed_unit.clone(),
+        observed_unit: c.observed_unit.as_deref().map(str::to_string),
         status: c.status,
-        time: c.time.clone(),
+        time: c.time.to_string(),
         output: c.output.clone(),
     }
 }
@@ -132,7 +132,7 @@ pub fn detailed(snap: Option<&Snapshot>, fresh: &Freshness, host: &str) -> Healt
     if let Some(snap) = snap {
         for c in &snap.checks {
             h.checks
-                .entry(c.key.clone())
+                .entry(c.key.to_string())
                 .or_default()
                 .push(check_object(c));
         }
@@ -169,14 +169,14 @@ pub fn service(
             .filter(|c| c.status != Status::Pass)
             .map(|c| match &c.output {
                 Some(o) => format!("{}: {o}", c.key),
-                None => c.key.clone(),
+                None => c.key.to_string(),
             })
             .collect();
         h.output = Some(bad.join("; "));
     }
     for c in mine {
         h.checks
-            .entry(c.key.clone())
+            .entry(c.key.to_string())
             .or_default()
             .push(check_object(c));
     }
@@ -206,19 +206,19 @@ mod tests {
         CheckResult {
             key: key.into(),
             component: component.into(),
-            measurement: measurement.into(),
+            measurement: measurement.to_string().into(),
             component_type: if unit.is_some() {
                 "component"
             } else {
                 "system"
             }
             .into(),
-            unit: unit.map(str::to_string),
+            unit: unit.map(Into::into),
             status,
             observed_value: value,
             observed_unit: Some("percent".into()),
             output: (status != Status::Pass).then(|| "bad".to_string()),
-            time: "2026-11-23T10:00:00.000Z".into(),
+            time: "2026-11-23T10:00:00.000Z".parse().unwrap(),
             duration_us: 3,
             measurements: Vec::new(),
             pending: false,
@@ -230,7 +230,7 @@ mod tests {
         for c in &checks {
             if let Some(u) = &c.unit {
                 units.insert(
-                    u.clone(),
+                    u.to_string(),
                     UnitView {
                         state: None,
                         restart: true,

@@ -100,7 +100,7 @@ fn measurements(reg: &mut Registry, snap: &Snapshot) {
             let labels: Owned = m
                 .labels
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect();
             fam.get_or_create(&labels).set(m.value);
         }
@@ -171,13 +171,13 @@ pub fn render(snap: Option<&Snapshot>) -> String {
         for s in STATUSES {
             check_status
                 .get_or_create(&vec![
-                    ("check", c.key.clone()),
+                    ("check", c.key.to_string()),
                     ("status", s.as_str().to_string()),
                 ])
                 .set(flag(c.status == s));
         }
         check_duration
-            .get_or_create(&vec![("check", c.key.clone())])
+            .get_or_create(&vec![("check", c.key.to_string())])
             .set(c.duration_us as f64 / 1e6);
     }
     measurements(&mut reg, snap);

@@ -78,7 +78,7 @@ pub fn render(r: &Rendered, now: SystemTime) -> String {
                 key = text(&c.key),
                 value = text(&c.display_value()),
                 out = text(c.output.as_deref().unwrap_or("")),
-                time = text(&c.time),
+                time = text(&c.time.to_string()),
             );
         }
         p.push_str("</tbody></table>");
@@ -106,7 +106,7 @@ mod tests {
             "interval_ms": 10000, "systemd": {"reachable": true},
             "checks": [{"key": "a.service:state", "component": "a.service", "measurement": "state",
                         "component_type": "component", "status": "fail", "observed_value": "failed",
-                        "output": "failed (Result=signal) <script>", "time": "t", "duration_us": 1}],
+                        "output": "failed (Result=signal) <script>", "time": "2026-11-23T10:00:00.000Z", "duration_us": 1}],
             "units": {}
         });
         std::fs::write(&path, s.to_string()).unwrap();

@@ -28,7 +28,7 @@ pub struct Target {
     pub path: String,
     pub wants: Wants,
     /// The last read, for the CPU delta.
-    pub prev: Option<Resources>,
+    pub prev: Option<std::sync::Arc<Resources>>,
 }
 
 /// The longest one unit's read may take: past it, its figures say so.

@@ -19,7 +19,7 @@ fn config(keys: &str) -> Config {
 fn status(active: &str, r: Resources) -> UnitStatus {
     UnitStatus {
         active_state: active.into(),
-        resources: Some(r),
+        resources: Some(std::sync::Arc::new(r)),
         ..Default::default()
     }
 }

@@ -13,20 +13,20 @@ fn snap() -> Snapshot {
         CheckResult {
             key: key.into(),
             component: component.into(),
-            measurement: measurement.into(),
+            measurement: measurement.to_string().into(),
             component_type: "system".into(),
             unit: None,
             status,
             observed_value: v,
             observed_unit: None,
             output: None,
-            time: "2026-11-23T10:00:00.000Z".into(),
+            time: "2026-11-23T10:00:00.000Z".parse().unwrap(),
             duration_us: 1500,
             measurements: m,
             pending: false,
         }
     };
-    let m = |name: &str, v: f64, labels: &[(&str, &str)]| {
+    let m = |name: &'static str, v: f64, labels: &[(&'static str, &str)]| {
         labels
             .iter()
             .fold(Measurement::new(name, v), |m, (k, x)| m.label(k, *x))
