@@ -47,17 +47,3 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
-
-/// Gives the heap's free pages back to the kernel, after a large passing
-/// body was freed among blocks that stay (the parse of a configuration:
-/// toml's spanned tree of a 2,000-unit file peaks at 17.5 MB, and the
-/// configuration built beside it kept those pages resident, about 5 MB
-/// of unitwatchd's RSS). A walk of the heap: for rare moments (a load or
-/// a reload), never each sweep.
-pub fn release_free_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free pages; any thread may call it.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}

@@ -255,9 +255,7 @@ impl Default for BackoffConfig {
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let config = Config::parse(&read_text(path)?, path);
-        crate::release_free_memory();
-        config
+        Config::parse(&read_text(path)?, path)
     }
 
     /// Parses and validates `text`; `path` is used only in error messages.

@@ -67,8 +67,6 @@ impl Supervisor {
                     self.policy = Policy::from(&c.backoff);
                     self.config = c;
                     self.start_checks();
-                    // The old checks and results are gone.
-                    crate::release_free_memory();
                     self.follow_journal(false).await;
                     // Units may be new: their Restart= read ahead too.
                     self.want_restart_settings();
