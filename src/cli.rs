@@ -372,7 +372,7 @@ pub fn render_table(snap: &Snapshot) -> String {
                 c.status.as_str().to_uppercase(),
                 c.key.to_string(),
                 c.display_value(),
-                c.output.clone().unwrap_or_default(),
+                c.output.as_deref().unwrap_or_default().to_string(),
             ]
         })
         .collect();

@@ -136,7 +136,7 @@ impl Index {
         let mut restart_checks: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, d) in checks.iter().enumerate() {
             if let (true, Some(u)) = (d.restart, &d.unit) {
-                restart_checks.entry(u.clone()).or_default().push(i);
+                restart_checks.entry(u.to_string()).or_default().push(i);
             }
         }
         Index {

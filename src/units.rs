@@ -110,8 +110,8 @@ pub struct Sources {
 pub enum Reading<T> {
     Value(T),
     /// systemd has no such figure for the unit (its accounting is off, or
-    /// the kernel lacks it): the reason.
-    Unavailable(String),
+    /// the kernel lacks it): the reason, a constant (not copied per unit).
+    Unavailable(crate::checks::Text),
     /// Reading it failed: the reason.
     Error(String),
 }

@@ -155,7 +155,7 @@ impl Probe for CommandProbe {
             let mut o = probe_figures(o, &self.name, Some(took));
             for p in perf {
                 let mut m = Measurement::new(PERFDATA.name, p.value)
-                    .label("check", &self.name)
+                    .label("check", self.name.as_str())
                     .label("label", p.label);
                 if !p.uom.is_empty() {
                     m = m.label("uom", p.uom);

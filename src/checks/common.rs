@@ -347,7 +347,7 @@ pub fn build_checks(config: &Config) -> Vec<CheckDef> {
         let interval = common.interval(config);
         let mut def = CheckDef::new(
             CheckId {
-                component: common.name.clone(),
+                component: common.name.as_str().into(),
                 measurement: kind.name,
                 component_type: "component",
             },
@@ -355,7 +355,7 @@ pub fn build_checks(config: &Config) -> Vec<CheckDef> {
             interval,
         );
         def.timeout = common.timeout(config);
-        def.unit = common.unit.as_ref().map(|u| u.to_string());
+        def.unit = common.unit.as_ref().map(|u| u.shared());
         def.restart = common.on_fail == OnFail::Restart;
         def.fail_after = common.fail_after.max(1);
         def.pass_after = common.pass_after.max(1);

@@ -146,7 +146,7 @@ fn build(config: &Config) -> Vec<CheckDef> {
             });
             out.push(CheckDef::new(
                 CheckId {
-                    component: component.clone(),
+                    component: component.as_str().into(),
                     measurement,
                     component_type: "system",
                 },

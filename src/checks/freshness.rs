@@ -288,7 +288,7 @@ impl FreshnessProbe {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .see(now, m.len(), (m.dev(), m.ino()), self.window);
-                    growth = Some(Measurement::new(GROWTH.name, grew as f64).label("path", &label));
+                    growth = Some(Measurement::new(GROWTH.name, grew as f64).label("path", label.as_str()));
                     let w = fmt_duration(self.window);
                     if !watched {
                         said += &format!("; grew {} so far, judged once watched for {w}", ByteSize(grew));

@@ -95,14 +95,14 @@ fn build(config: &Config) -> Vec<CheckDef> {
             });
             let mut def = CheckDef::new(
                 CheckId {
-                    component: format!("heartbeat:{}", h.path.display()),
+                    component: format!("heartbeat:{}", h.path.display()).into(),
                     measurement: "age",
                     component_type: "component",
                 },
                 How::Probe(probe),
                 config.daemon.interval,
             );
-            def.unit = h.restart_unit.as_ref().map(|u| u.to_string());
+            def.unit = h.restart_unit.as_ref().map(|u| u.shared());
             def.restart = h.restart_unit.is_some();
             // A fresh start gets max_age to write its first heartbeat.
             def.grace = h.max_age;

@@ -388,13 +388,13 @@ impl HttpProbe {
 
     /// The answer's status code and certificate expiry, as measurements.
     fn figures(&self, code: u16, not_after: Option<SystemTime>) -> Vec<Measurement> {
-        let mut out = vec![Measurement::new(STATUS_CODE.name, code as f64).label("check", &self.name)];
+        let mut out = vec![Measurement::new(STATUS_CODE.name, code as f64).label("check", self.name.as_str())];
         if let Some(t) = not_after {
             let secs = t
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs_f64();
-            out.push(Measurement::new(CERT_EXPIRY.name, secs).label("check", &self.name));
+            out.push(Measurement::new(CERT_EXPIRY.name, secs).label("check", self.name.as_str()));
         }
         out
     }
@@ -452,7 +452,7 @@ impl HttpProbe {
         let mut extra = self.figures(f.code, f.not_after);
         let (o, json) = self.judge(f.code, &f.body, f.cut, took, f.not_after, ctx.now);
         if let Some(v) = json {
-            extra.push(Measurement::new(JSON_VALUE.name, v).label("check", &self.name));
+            extra.push(Measurement::new(JSON_VALUE.name, v).label("check", self.name.as_str()));
         }
         (o, Some(took), extra)
     }

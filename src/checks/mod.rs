@@ -84,7 +84,8 @@ pub use kind::{build_all, metric_doc, section_problems, Kind, MetricDoc};
 /// (status.json, /health, metrics, journal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckId {
-    pub component: String,
+    /// A unit's checks share one copy of its name (`UnitName::shared`).
+    pub component: Shared,
     pub measurement: &'static str,
     /// health+json componentType: "component" for units, "system" for the host.
     pub component_type: &'static str,
@@ -158,7 +159,7 @@ pub struct CheckDef {
     pub id: CheckId,
     /// The unit the check is about: its result shows under
     /// `/health/service/{unit}`, and state checks re-run on its signals.
-    pub unit: Option<String>,
+    pub unit: Option<Shared>,
     /// A failure restarts `unit` (on the backoff and the hourly cap).
     pub restart: bool,
     /// A failure restarts the unit only once it has been up this long, so
@@ -180,22 +181,15 @@ pub struct CheckDef {
     /// unit-failed and unit-recovered).
     pub quiet: bool,
     pub how: How,
-    /// The key, component and unit its results share, made at the first.
-    names: std::sync::OnceLock<Names>,
-}
-
-/// What every result of one check names, made once.
-#[derive(Debug, Clone)]
-struct Names {
+    /// `component:measurement`, made once: every result shares it.
     key: Shared,
-    component: Shared,
-    unit: Option<Shared>,
 }
 
 impl CheckDef {
     /// A check with the defaults every kind starts from.
     pub fn new(id: CheckId, how: How, interval: Duration) -> Self {
         CheckDef {
+            key: id.key().into(),
             id,
             unit: None,
             restart: false,
@@ -209,24 +203,28 @@ impl CheckDef {
             event: EventKind::CheckChanged,
             quiet: false,
             how,
-            names: Default::default(),
         }
     }
 
     /// A check about a watched unit: its key `UNIT:MEASUREMENT`, shown
     /// under the unit, re-run on its signals (the unit kinds' checks).
-    pub fn for_unit(unit: &str, measurement: &'static str, how: How, interval: Duration) -> Self {
+    pub fn for_unit(unit: Shared, measurement: &'static str, how: How, interval: Duration) -> Self {
         let mut def = CheckDef::new(
             CheckId {
-                component: unit.to_string(),
+                component: unit.clone(),
                 measurement,
                 component_type: "component",
             },
             how,
             interval,
         );
-        def.unit = Some(unit.to_string());
+        def.unit = Some(unit);
         def
+    }
+
+    /// `component:measurement`, as `id.key()` makes it.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     pub fn is_probe(&self) -> bool {
@@ -238,21 +236,25 @@ impl CheckDef {
         if self.warn_only && o.status == Status::Fail {
             o.status = Status::Warn;
         }
-        let names = self.names.get_or_init(|| Names {
-            key: self.id.key().into(),
-            component: self.id.component.as_str().into(),
-            unit: self.unit.as_deref().map(Into::into),
+        // A message made by format! keeps room for twice its constant
+        // parts: kept in a result until the next run, that is given back.
+        let output = o.output.map(|t| match t {
+            Text::Owned(mut s) => {
+                s.shrink_to_fit();
+                Text::Owned(s)
+            }
+            t => t,
         });
         CheckResult {
-            key: names.key.clone(),
-            component: names.component.clone(),
+            key: self.key.clone(),
+            component: self.id.component.clone(),
             measurement: Text::Borrowed(self.id.measurement),
             component_type: Text::Borrowed(self.id.component_type),
-            unit: names.unit.clone(),
+            unit: self.unit.clone(),
             status: o.status,
             observed_value: o.observed_value,
             observed_unit: o.observed_unit.map(Text::Borrowed),
-            output: o.output,
+            output,
             time: Stamp::of(time),
             duration_us: took.as_micros() as u64,
             measurements: o.measurements,

@@ -35,7 +35,7 @@ fn problems(config: &Config, bad: &mut Bad<'_>) {
 }
 
 pub struct UnitMemoryCheck {
-    unit: String,
+    unit: crate::checks::Shared,
     warn: Option<ByteSize>,
     crit: Option<ByteSize>,
 }
@@ -47,12 +47,12 @@ fn build(config: &Config) -> Vec<CheckDef> {
         .filter(|u| u.memory_warn.is_some() || u.memory_crit.is_some())
         .map(|u| {
             let check = Arc::new(UnitMemoryCheck {
-                unit: u.name.to_string(),
+                unit: u.name.shared(),
                 warn: u.memory_warn,
                 crit: u.memory_crit,
             });
             CheckDef::for_unit(
-                u.name.as_str(),
+                u.name.shared(),
                 "memory",
                 How::State(check),
                 config.daemon.interval,

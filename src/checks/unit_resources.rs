@@ -222,7 +222,7 @@ fn thresholds(u: &UnitConfig) -> [(What, Option<f64>, Option<f64>); 5] {
 }
 
 pub struct ResourceCheck {
-    unit: String,
+    unit: crate::checks::Shared,
     what: What,
     warn: Option<f64>,
     crit: Option<f64>,
@@ -236,13 +236,13 @@ fn build(config: &Config) -> Vec<CheckDef> {
                 continue;
             }
             let check = Arc::new(ResourceCheck {
-                unit: u.name.to_string(),
+                unit: u.name.shared(),
                 what,
                 warn,
                 crit,
             });
             out.push(CheckDef::for_unit(
-                u.name.as_str(),
+                u.name.shared(),
                 what.measurement(),
                 How::State(check),
                 config.daemon.interval,
@@ -255,7 +255,7 @@ fn build(config: &Config) -> Vec<CheckDef> {
 impl StateCheck for ResourceCheck {
     fn run(&self, ctx: &CheckContext<'_>) -> Outcome {
         if self.what == What::Restarts {
-            return self.restarts(ctx.backoff.get(&self.unit), ctx.now);
+            return self.restarts(ctx.backoff.get(&*self.unit), ctx.now);
         }
         let s = match ctx.unit_status(&self.unit) {
             Ok(s) => s,

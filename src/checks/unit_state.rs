@@ -22,7 +22,7 @@ pub const BUILD: Build = Build::Section(build);
 fn no_problems(_: &Config, _: &mut Bad<'_>) {}
 
 pub struct UnitStateCheck {
-    unit: String,
+    unit: crate::checks::Shared,
 }
 
 fn build(config: &Config) -> Vec<CheckDef> {
@@ -31,10 +31,10 @@ fn build(config: &Config) -> Vec<CheckDef> {
         .iter()
         .map(|u| {
             let check = Arc::new(UnitStateCheck {
-                unit: u.name.to_string(),
+                unit: u.name.shared(),
             });
             let mut def = CheckDef::for_unit(
-                u.name.as_str(),
+                u.name.shared(),
                 "state",
                 How::State(check),
                 config.daemon.interval,
@@ -98,7 +98,7 @@ impl StateCheck for UnitStateCheck {
         };
         let (status, output) = judge(s);
         let mut o = Outcome::new(status, s.active_state.clone(), None);
-        o.output = output;
+        o.output = output.map(Into::into);
         o
     }
 }

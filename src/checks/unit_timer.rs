@@ -65,7 +65,7 @@ fn problems(config: &Config, bad: &mut Bad<'_>) {
 }
 
 pub struct TimerCheck {
-    unit: String,
+    unit: crate::checks::Shared,
     max_late: Option<Duration>,
 }
 
@@ -76,11 +76,11 @@ fn build(config: &Config) -> Vec<CheckDef> {
         .filter(|u| u.is_timer())
         .map(|u| {
             let check = Arc::new(TimerCheck {
-                unit: u.name.to_string(),
+                unit: u.name.shared(),
                 max_late: u.max_late,
             });
             CheckDef::for_unit(
-                u.name.as_str(),
+                u.name.shared(),
                 "schedule",
                 How::State(check),
                 config.daemon.interval,
@@ -116,9 +116,8 @@ impl StateCheck for TimerCheck {
         let info = match s.resources.as_ref().and_then(|r| r.timer.as_ref()) {
             None => return not_read_yet(),
             Some(Reading::Value(i)) => i,
-            Some(Reading::Unavailable(why) | Reading::Error(why)) => {
-                return Outcome::error(why.clone())
-            }
+            Some(Reading::Unavailable(why)) => return Outcome::error(why.clone()),
+            Some(Reading::Error(why)) => return Outcome::error(why.clone()),
         };
         self.judge(info, ctx.now)
     }

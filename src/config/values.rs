@@ -38,8 +38,10 @@ pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
 
 /// A systemd unit name, checked on parse the way systemd checks it
 /// (`unit_name_is_valid`): a name, an optional `@instance`, a known type suffix.
+/// Held once and shared: the checks of a unit, their results and their
+/// figures' labels all point at this one copy of its name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UnitName(String);
+pub struct UnitName(std::sync::Arc<str>);
 
 const UNIT_TYPES: &[&str] = &[
     "service",
@@ -99,11 +101,16 @@ impl UnitName {
                 return Err(format!("unit name {s:?} has an invalid instance"));
             }
         }
-        Ok(UnitName(s.to_string()))
+        Ok(UnitName(s.into()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name, shared rather than copied.
+    pub fn shared(&self) -> std::sync::Arc<str> {
+        self.0.clone()
     }
 }
 

@@ -33,7 +33,7 @@ impl Supervisor {
             .map(|(i, r)| (&*r.key, i))
             .collect();
         for d in &defs {
-            match old.get(d.id.key().as_str()).copied() {
+            match old.get(d.key()).copied() {
                 Some(i) => {
                     results.push(self.results[i].clone());
                     flaps.push(self.flaps[i]);
@@ -101,8 +101,8 @@ impl Supervisor {
                 if raw == Status::Pass { "good" } else { "bad" }
             );
             r.output = Some(match r.output.take() {
-                Some(o) => format!("{o} ({note})"),
-                None => note,
+                Some(o) => format!("{o} ({note})").into(),
+                None => note.into(),
             });
             r.status = seen.status;
         }

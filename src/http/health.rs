@@ -92,7 +92,7 @@ fn check_object(c: &CheckResult) -> CheckObject {
         observed_unit: c.observed_unit.as_deref().map(str::to_string),
         status: c.status,
         time: c.time.to_string(),
-        output: c.output.clone(),
+        output: c.output.as_deref().map(str::to_string),
     }
 }
 
@@ -217,7 +217,7 @@ mod tests {
             status,
             observed_value: value,
             observed_unit: Some("percent".into()),
-            output: (status != Status::Pass).then(|| "bad".to_string()),
+            output: (status != Status::Pass).then(|| "bad".into()),
             time: "2026-11-23T10:00:00.000Z".parse().unwrap(),
             duration_us: 3,
             measurements: Vec::new(),

@@ -100,7 +100,7 @@ fn measurements(reg: &mut Registry, snap: &Snapshot) {
             let labels: Owned = m
                 .labels
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             fam.get_or_create(&labels).set(m.value);
         }

@@ -177,7 +177,7 @@ pub fn register(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
                             let attrs: Vec<KeyValue> = x
                                 .labels
                                 .iter()
-                                .map(|(k, v)| KeyValue::new(k.to_string(), v.clone()))
+                                .map(|(k, v)| KeyValue::new(k.to_string(), v.to_string()))
                                 .collect();
                             o.observe(x.value * scale, &attrs);
                         }

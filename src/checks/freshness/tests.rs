@@ -35,7 +35,7 @@ fn a_directorys_newest_entry_ages_past_warn_then_crit() {
     .unwrap();
     let o = p.measure(SystemTime::now());
     assert_eq!(o.status, Status::Fail);
-    assert_eq!(o.output, Some(format!("{} is empty", d.path().display())));
+    assert_eq!(o.output, Some(format!("{} is empty", d.path().display()).into()));
     aged(&d.path().join("old"), Duration::from_secs(3600));
     aged(&d.path().join("new"), Duration::from_secs(60));
     let o = p.measure(SystemTime::now());

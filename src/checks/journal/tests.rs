@@ -104,7 +104,7 @@ fn counts_are_graded_over_the_window() {
     assert_eq!(o.status, Status::Warn);
     assert_eq!(o.output.as_deref(), Some("3 entries at err or above in the last 1m (warn at 2)"));
     assert_eq!(o.measurements[0].name, "journal_window_entries");
-    assert_eq!(o.measurements[0].labels["unit"], "bot.service");
+    assert_eq!(&o.measurements[0].labels["unit"], "bot.service");
     live.tally.as_mut().unwrap().add(1_004_000_000, at(1_004), w.span());
     assert_eq!(grade_watch(&w, &live, up, at(1_010)).status, Status::Fail);
     // A minute later they have left the window.

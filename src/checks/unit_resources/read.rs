@@ -204,9 +204,9 @@ async fn read_unit(
                 )
             }
         };
-    let reading = |p: Prop, why: &str| match p {
+    let reading = |p: Prop, why: &'static str| match p {
         Prop::Value(v) => Reading::Value(v),
-        Prop::Missing => Reading::Unavailable(why.to_string()),
+        Prop::Missing => Reading::Unavailable(crate::checks::Text::Borrowed(why)),
         Prop::Error(e) => Reading::Error(e),
     };
     let now = files_at.unwrap_or_else(std::time::Instant::now);
