@@ -1,7 +1,8 @@
 //! Per-unit resources in a real systemd 252, with unitwatch.service as
 //! shipped (the `unitwatch` user, its hardening, the package's generator):
 //! a unit of another user that opens files in a loop crosses the FD warn,
-//! then the crit threshold; without the generator's drop-in the count fails
+//! then the crit threshold, and a delegated unit's process in a sub-cgroup
+//! is counted; without the generator's drop-in the count fails
 //! with the reason instead of reading 0; a unit that spawns threads crosses
 //! the tasks thresholds, a busy loop the CPU threshold, and a crash loop
 //! under systemd's own Restart= the restarts warning. And the host's: CPU
@@ -51,8 +52,25 @@ fn fds_tasks_and_cpu_cross_their_thresholds_as_the_shipped_unit_sees_them() {
         "spin.service",
         "[Service]\nCPUAccounting=yes\nExecStart=/bin/sh -c 'while :; do :; done'\n",
     );
-    sb.ok("systemctl start hog");
+    // A delegated unit whose descriptor holder lives in a sub-cgroup of
+    // its own, as a container manager's payload would: counted too.
+    sb.write(
+        "/var/lib/hog/nest.sh",
+        "cg=/sys/fs/cgroup/unified$(grep '^0::' /proc/self/cgroup | cut -d: -f3)\n\
+         [ -d /sys/fs/cgroup/unified ] || cg=/sys/fs/cgroup$(grep '^0::' /proc/self/cgroup | cut -d: -f3)\n\
+         mkdir -p $cg/payload\n\
+         python3 -c 'import time; f=[open(\"/dev/null\") for _ in range(120)]; time.sleep(3600)' &\n\
+         echo $! > $cg/payload/cgroup.procs\n\
+         echo $! > /run/nest-payload.pid\n\
+         exec sleep infinity\n",
+    );
+    sb.unit(
+        "nest.service",
+        "[Service]\nDelegate=yes\nLimitNOFILE=200\nExecStart=/bin/sh /var/lib/hog/nest.sh\n",
+    );
+    sb.ok("systemctl start hog nest");
     let config = "[daemon]\ninterval = \"1s\"\n\
+        [[unit]]\nname = \"nest.service\"\nrestart = false\nfds_warn_percent = 50\n\
         [[unit]]\nname = \"hog.service\"\nrestart = false\nfds_warn_percent = 50\nfds_crit_percent = 80\ntasks_warn = 20\ntasks_crit = 40\nswap_warn = \"1GiB\"\n\
         [[unit]]\nname = \"spin.service\"\nrestart = false\ncpu_warn_percent = 40\ncpu_crit_percent = 300\n";
     sb.start_unitwatch(config, "");
@@ -71,6 +89,18 @@ fn fds_tasks_and_cpu_cross_their_thresholds_as_the_shipped_unit_sees_them() {
     assert!(
         out.starts_with(&format!("pid {pid} has "))
             && out.contains(" of 200 file descriptors open"),
+        "{c}"
+    );
+    // The payload in nest's sub-cgroup is the process nearest its limit.
+    let c = reach(&sb, "nest.service:fds", "warn");
+    let payload = sb.ok("cat /run/nest-payload.pid");
+    let cgroup = sb.ok(&format!("cat /proc/{}/cgroup", payload.trim()));
+    assert!(cgroup.contains("nest.service/payload"), "{cgroup}");
+    assert!(
+        c["output"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("pid {} has ", payload.trim())),
         "{c}"
     );
     // python's own descriptors, then 100 more: 50% and up warns.

@@ -10,6 +10,7 @@ use super::Wants;
 use crate::config::Config;
 use crate::units::{Reading, Resources, Source, Sources, TimerInfo};
 
+mod at;
 mod cgroup;
 mod fds;
 

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::at;
 use super::fds::count_fds_cached;
 use super::once_per;
 use crate::checks::unit_resources::Wants;
@@ -41,7 +42,7 @@ impl Files {
         let rel = cg.trim_start_matches('/');
         let v1 = |controller: &str, file: &str| -> Option<u64> {
             let p = sys.join("fs/cgroup").join(controller).join(rel).join(file);
-            std::fs::read_to_string(p).ok()?.trim().parse().ok()
+            at::read_with(&p, |t| t.trim().parse().ok()).ok()?
         };
         let v2 = |file: &str| cgroup2_u64(sys, cg, file);
         // Each figure from where it was found before, else tried in turn.
@@ -100,12 +101,12 @@ impl Files {
     }
 }
 
-/// A file of the unit's cgroup on the unified hierarchy: at
+/// `parse(a file of the unit's cgroup on the unified hierarchy)`: at
 /// /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid
 /// one.
-pub(in crate::checks::unit_resources) fn cgroup2_file(sys: &Path, cg: &str, file: &str) -> Option<String> {
+fn cgroup2_read<T>(sys: &Path, cg: &str, file: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
     let root = unified_root(sys)?;
-    std::fs::read_to_string(root.join(cg.trim_start_matches('/')).join(file)).ok()
+    at::read_with(&root.join(cg.trim_start_matches('/')).join(file), parse).ok()?
 }
 
 /// Where the unified hierarchy is mounted: /sys/fs/cgroup on a unified
@@ -129,27 +130,24 @@ pub(in crate::checks::unit_resources) fn cgroup2_pids(sys: &Path, cg: &str) -> O
     let mut pids = Vec::new();
     let mut dirs = vec![root];
     while let Some(d) = dirs.pop() {
-        let text = std::fs::read_to_string(d.join("cgroup.procs")).ok()?;
-        pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-        if let Ok(entries) = std::fs::read_dir(&d) {
-            dirs.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
+        at::read_with(&d.join("cgroup.procs"), |text| {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()))
+        })
+        .ok()?;
+        if let Ok(children) = at::subdirs(&d) {
+            dirs.extend(children.into_iter().map(|c| d.join(c)));
         }
     }
     Some(pids)
 }
 
 pub(in crate::checks::unit_resources) fn cgroup2_u64(sys: &Path, cg: &str, file: &str) -> Option<u64> {
-    cgroup2_file(sys, cg, file)?.trim().parse().ok()
+    cgroup2_read(sys, cg, file, |t| t.trim().parse().ok())
 }
 
 /// `usage_usec` of the cgroup's cpu.stat, in ns.
 pub(in crate::checks::unit_resources) fn cgroup2_cpu_nsec(sys: &Path, cg: &str) -> Option<u64> {
-    parse_usage_usec(&cgroup2_file(sys, cg, "cpu.stat")?).map(|us| us.saturating_mul(1000))
+    cgroup2_read(sys, cg, "cpu.stat", parse_usage_usec).map(|us| us.saturating_mul(1000))
 }
 
 pub(in crate::checks::unit_resources) fn parse_usage_usec(stat: &str) -> Option<u64> {

@@ -54,7 +54,7 @@ pub fn count_fds_cached(proc_dir: &Path, pids: &[u32], limits: &mut Vec<(u32, u6
         // stat instead of listing every descriptor. Before, the size is 0
         // and the directory is listed.
         let sized = if is_procfs(proc_dir) {
-            std::fs::metadata(&fd_dir).map(|m| m.len()).unwrap_or(0)
+            super::at::size(&fd_dir).unwrap_or(0)
         } else {
             0
         };
@@ -112,8 +112,7 @@ pub(in crate::checks::unit_resources) fn io_said(e: &std::io::Error, path: &Path
 /// The soft "Max open files" of a /proc/PID/limits file; `u64::MAX` for
 /// unlimited.
 pub(in crate::checks::unit_resources) fn read_nofile(path: &Path) -> std::io::Result<u64> {
-    let text = std::fs::read_to_string(path)?;
-    parse_nofile(&text).ok_or_else(|| {
+    super::at::read_with(path, parse_nofile)?.ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "no \"Max open files\" line",
