@@ -1,6 +1,6 @@
 //! Reads of the small cgroup and /proc files a resource read is made of,
 //! each opened relative to a kept descriptor of its grandparent directory
-//! (a unit's slice, or /proc) and read into one reused buffer.
+//! (a unit's slice, or /proc) and read into a reused buffer.
 //!
 //! Why: at 2,000 units a sweep opens some 12,000 of these files, and a
 //! profile of it showed the kernel's walk of each full path
@@ -12,11 +12,12 @@
 //! every lookup under it fail with ENOENT: such a miss is asked once more
 //! through a fresh descriptor, so a stale one never hides a file.
 
+use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
@@ -25,16 +26,13 @@ use nix::sys::stat::Mode;
 /// and opened again as needed (a host has a few slices, not hundreds).
 const MAX_DIRS: usize = 64;
 
-/// The kept directories and the buffer, one for the process: the reader
-/// reads one batch at a time, so the lock is never waited on.
-static AT: Mutex<At> = Mutex::new(At {
-    dirs: Vec::new(),
-    buf: Vec::new(),
-});
+/// The kept directories. The lock is held only to find or open one, not
+/// for a read under it: a read that hangs holds up no other.
+static DIRS: Mutex<Vec<(PathBuf, Arc<OwnedFd>)>> = Mutex::new(Vec::new());
 
-struct At {
-    dirs: Vec<(PathBuf, OwnedFd)>,
-    buf: Vec<u8>,
+thread_local! {
+    /// The buffer files are read into, one per thread of the blocking pool.
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `path` split into the directory kept for it and the rest.
@@ -44,56 +42,40 @@ fn split(path: &Path) -> Option<(&Path, &Path)> {
     (!rest.as_os_str().is_empty()).then_some((base, rest))
 }
 
-/// The kept descriptor of `dir`, opened now if it is not kept (or if
-/// `fresh`: the kept one may be stale).
-fn dir<'a>(dirs: &'a mut Vec<(PathBuf, OwnedFd)>, dir: &Path, fresh: bool) -> io::Result<&'a OwnedFd> {
+/// The kept descriptor of `dir`, opened now if it is not kept, or if
+/// `fresh` (the kept one may be stale).
+fn dir(dir: &Path, fresh: bool) -> io::Result<Arc<OwnedFd>> {
+    let mut dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
     let at = dirs.iter().position(|(d, _)| d == dir);
-    let i = match (at, fresh) {
-        (Some(i), false) => i,
-        (at, _) => {
-            let fd = nix::fcntl::open(
-                dir,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?;
-            match at {
-                Some(i) => {
-                    dirs[i].1 = fd;
-                    i
-                }
-                None => {
-                    if dirs.len() >= MAX_DIRS {
-                        dirs.clear();
-                    }
-                    dirs.push((dir.to_path_buf(), fd));
-                    dirs.len() - 1
-                }
+    if let (Some(i), false) = (at, fresh) {
+        return Ok(dirs[i].1.clone());
+    }
+    let fd = Arc::new(nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?);
+    match at {
+        Some(i) => dirs[i].1 = fd.clone(),
+        None => {
+            if dirs.len() >= MAX_DIRS {
+                dirs.clear();
             }
-        }
-    };
-    Ok(&dirs[i].1)
-}
-
-impl At {
-    /// `f(kept descriptor of path's grandparent, the rest of path, the
-    /// buffer)`, once more through a fresh descriptor when it fails with
-    /// ENOENT; a path too short to split goes through the root directory.
-    fn with<T>(
-        &mut self,
-        path: &Path,
-        mut f: impl FnMut(&OwnedFd, &Path, &mut Vec<u8>) -> nix::Result<T>,
-    ) -> io::Result<T> {
-        let (base, rest) = split(path).unwrap_or((Path::new("/"), path));
-        let At { dirs, buf } = self;
-        match f(dir(dirs, base, false)?, rest, buf) {
-            Err(nix::errno::Errno::ENOENT) => Ok(f(dir(dirs, base, true)?, rest, buf)?),
-            r => Ok(r?),
+            dirs.push((dir.to_path_buf(), fd.clone()));
         }
     }
+    Ok(fd)
 }
 
-fn lock() -> std::sync::MutexGuard<'static, At> {
-    AT.lock().unwrap_or_else(|p| p.into_inner())
+/// `f(kept descriptor of path's grandparent, the rest of path)`, once
+/// more through a fresh descriptor when it fails with ENOENT; a path too
+/// short to split goes through the root directory.
+fn with<T>(path: &Path, mut f: impl FnMut(&OwnedFd, &Path) -> io::Result<T>) -> io::Result<T> {
+    let (base, rest) = split(path).unwrap_or((Path::new("/"), path));
+    match f(&*dir(base, false)?, rest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => f(&*dir(base, true)?, rest),
+        r => r,
+    }
 }
 
 /// Reads all of `rest` (relative to `dir`) into `buf` with one read from
@@ -102,7 +84,7 @@ fn lock() -> std::sync::MutexGuard<'static, At> {
 /// enough, and a second read to look for the end would be one more
 /// syscall per file per unit per sweep. A read that fills the buffer is
 /// made again, from the start, with twice the room. Its length.
-fn read_all(dir: &OwnedFd, rest: &Path, buf: &mut Vec<u8>) -> nix::Result<usize> {
+fn read_all(dir: &OwnedFd, rest: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
     use std::os::unix::fs::FileExt as _;
     let file = std::fs::File::from(openat(
         dir,
@@ -118,11 +100,7 @@ fn read_all(dir: &OwnedFd, rest: &Path, buf: &mut Vec<u8>) -> nix::Result<usize>
             Ok(n) if n < buf.len() => return Ok(n),
             Ok(_) => buf.resize(buf.len() * 2, 0),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(nix::errno::Errno::from_raw(
-                    e.raw_os_error().unwrap_or(libc::EIO),
-                ))
-            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -131,17 +109,18 @@ fn read_all(dir: &OwnedFd, rest: &Path, buf: &mut Vec<u8>) -> nix::Result<usize>
 /// descriptor of its grandparent. Text that is not UTF-8 is an
 /// InvalidData error, as `read_to_string` gives.
 pub(super) fn read_with<T>(path: &Path, parse: impl FnOnce(&str) -> T) -> io::Result<T> {
-    let mut at = lock();
-    let n = at.with(path, read_all)?;
-    let text = std::str::from_utf8(&at.buf[..n])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    Ok(parse(text))
+    BUF.with_borrow_mut(|buf| {
+        let n = with(path, |dir, rest| read_all(dir, rest, buf))?;
+        let text = std::str::from_utf8(&buf[..n])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(parse(text))
+    })
 }
 
 /// The size `stat` gives of `path` (a /proc/PID/fd's size is its count).
 pub(super) fn size(path: &Path) -> io::Result<u64> {
-    lock().with(path, |dir, rest, _| {
-        nix::sys::stat::fstatat(dir, rest, nix::fcntl::AtFlags::empty()).map(|s| s.st_size as u64)
+    with(path, |dir, rest| {
+        Ok(nix::sys::stat::fstatat(dir, rest, nix::fcntl::AtFlags::empty())?.st_size as u64)
     })
 }
 
@@ -152,7 +131,7 @@ pub(super) fn size(path: &Path) -> io::Result<u64> {
 /// cgroup has no children. A filesystem that counts otherwise is listed.
 pub(super) fn subdirs(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
     use std::os::unix::ffi::OsStrExt as _;
-    lock().with(path, |dir, rest, _| {
+    with(path, |dir, rest| {
         let st = nix::sys::stat::fstatat(dir, rest, nix::fcntl::AtFlags::empty())?;
         if st.st_nlink == 2 {
             return Ok(Vec::new());
