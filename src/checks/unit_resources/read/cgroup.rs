@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::at;
+use super::at::Place;
 use super::fds::count_fds_cached;
 use super::once_per;
 use crate::checks::unit_resources::Wants;
@@ -29,6 +29,46 @@ pub(super) struct Files {
     pub(super) at: Option<std::time::Instant>,
 }
 
+/// A unit's cgroup directory on each hierarchy, each found once for all
+/// the files read in it (none where it cannot be opened).
+struct Dirs<'a> {
+    sys: &'a Path,
+    rel: &'a str,
+    unified: Option<Option<Place>>,
+    v1: Vec<(&'static str, Option<Place>)>,
+}
+
+impl Dirs<'_> {
+    fn unified(&mut self) -> Option<&mut Place> {
+        let (sys, rel) = (self.sys, self.rel);
+        self.unified
+            .get_or_insert_with(|| Place::under_parent(&unified_root(sys)?.join(rel)).ok())
+            .as_mut()
+    }
+
+    fn v1(&mut self, controller: &'static str) -> Option<&mut Place> {
+        let i = match self.v1.iter().position(|(c, _)| *c == controller) {
+            Some(i) => i,
+            None => {
+                let p = self.sys.join("fs/cgroup").join(controller).join(self.rel);
+                self.v1.push((controller, Place::under_parent(&p).ok()));
+                self.v1.len() - 1
+            }
+        };
+        self.v1[i].1.as_mut()
+    }
+
+    /// A number file of the unit's cgroup on the unified hierarchy.
+    fn v2_u64(&mut self, file: &str) -> Option<u64> {
+        self.unified()?.read_with(file, |t| t.trim().parse().ok()).ok()?
+    }
+
+    /// A number file of its cgroup on a v1 controller's hierarchy.
+    fn v1_u64(&mut self, controller: &'static str, file: &str) -> Option<u64> {
+        self.v1(controller)?.read_with(file, |t| t.trim().parse().ok()).ok()?
+    }
+}
+
 impl Files {
     pub(super) fn read(
         sys: &Path,
@@ -39,30 +79,27 @@ impl Files {
         mut fd_limits: Vec<(u32, u64)>,
     ) -> Files {
         let at = Some(std::time::Instant::now());
-        let rel = cg.trim_start_matches('/');
-        let v1 = |controller: &str, file: &str| -> Option<u64> {
-            let p = sys.join("fs/cgroup").join(controller).join(rel).join(file);
-            at::read_with(&p, |t| t.trim().parse().ok()).ok()?
+        let mut d = Dirs {
+            sys,
+            rel: cg.trim_start_matches('/'),
+            unified: None,
+            v1: Vec::new(),
         };
-        let v2 = |file: &str| cgroup2_u64(sys, cg, file);
         // Each figure from where it was found before, else tried in turn.
-        let figure = |on: bool,
-                      src: &mut Source,
-                      unified: &dyn Fn() -> Option<u64>,
-                      legacy: &dyn Fn() -> Option<u64>|
-         -> Option<u64> {
+        type Read = fn(&mut Dirs) -> Option<u64>;
+        let mut figure = |on: bool, src: &mut Source, unified: Read, legacy: Read| -> Option<u64> {
             if !on {
                 return None;
             }
             match *src {
-                Source::Unified => unified(),
-                Source::V1 => legacy(),
+                Source::Unified => unified(&mut d),
+                Source::V1 => legacy(&mut d),
                 Source::Systemd | Source::Nowhere => None,
                 Source::Unknown => {
-                    if let Some(v) = unified() {
+                    if let Some(v) = unified(&mut d) {
                         *src = Source::Unified;
                         Some(v)
-                    } else if let Some(v) = legacy() {
+                    } else if let Some(v) = legacy(&mut d) {
                         *src = Source::V1;
                         Some(v)
                     } else {
@@ -72,20 +109,33 @@ impl Files {
             }
         };
         let mut s = known;
-        let memory = figure(w.memory, &mut s.memory, &|| v2("memory.current"), &|| {
-            v1("memory", "memory.usage_in_bytes")
-        });
-        let tasks = figure(w.tasks, &mut s.tasks, &|| v2("pids.current"), &|| {
-            v1("pids", "pids.current")
-        });
-        let cpu_nsec = figure(w.cpu, &mut s.cpu, &|| cgroup2_cpu_nsec(sys, cg), &|| {
-            v1("cpuacct", "cpuacct.usage").or_else(|| v1("cpu,cpuacct", "cpuacct.usage"))
-        });
-        let swap = figure(w.swap, &mut s.swap, &|| v2("memory.swap.current"), &|| None);
+        let memory = figure(
+            w.memory,
+            &mut s.memory,
+            |d| d.v2_u64("memory.current"),
+            |d| d.v1_u64("memory", "memory.usage_in_bytes"),
+        );
+        let tasks = figure(
+            w.tasks,
+            &mut s.tasks,
+            |d| d.v2_u64("pids.current"),
+            |d| d.v1_u64("pids", "pids.current"),
+        );
+        let cpu_nsec = figure(
+            w.cpu,
+            &mut s.cpu,
+            |d| cpu_stat_nsec(d.unified()?),
+            |d| {
+                d.v1_u64("cpuacct", "cpuacct.usage")
+                    .or_else(|| d.v1_u64("cpu,cpuacct", "cpuacct.usage"))
+            },
+        );
+        let swap = figure(w.swap, &mut s.swap, |d| d.v2_u64("memory.swap.current"), |_| None);
         let fds = w
             .fds
             .then(|| {
-                cgroup2_pids(sys, cg).map(|pids| count_fds_cached(proc_dir, &pids, &mut fd_limits))
+                let pids = procs(d.unified()?)?;
+                Some(count_fds_cached(proc_dir, &pids, &mut fd_limits))
             })
             .flatten();
         Files {
@@ -99,14 +149,6 @@ impl Files {
             at,
         }
     }
-}
-
-/// `parse(a file of the unit's cgroup on the unified hierarchy)`: at
-/// /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid
-/// one.
-fn cgroup2_read<T>(sys: &Path, cg: &str, file: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
-    let root = unified_root(sys)?;
-    at::read_with(&root.join(cg.trim_start_matches('/')).join(file), parse).ok()?
 }
 
 /// Where the unified hierarchy is mounted: /sys/fs/cgroup on a unified
@@ -123,31 +165,57 @@ pub(in crate::checks::unit_resources) fn unified_root(sys: &Path) -> Option<Path
     })
 }
 
-/// Every process of the cgroup and its sub-cgroups, from their
-/// cgroup.procs; none where the unified hierarchy does not have it.
-pub(in crate::checks::unit_resources) fn cgroup2_pids(sys: &Path, cg: &str) -> Option<Vec<u32>> {
-    let root = unified_root(sys)?.join(cg.trim_start_matches('/'));
+/// Every process of the cgroup `place` and its sub-cgroups, from their
+/// cgroup.procs; none where one cannot be read.
+fn procs(place: &mut Place) -> Option<Vec<u32>> {
     let mut pids = Vec::new();
-    let mut dirs = vec![root];
-    while let Some(d) = dirs.pop() {
-        at::read_with(&d.join("cgroup.procs"), |text| {
-            pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()))
-        })
-        .ok()?;
-        if let Ok(children) = at::subdirs(&d) {
-            dirs.extend(children.into_iter().map(|c| d.join(c)));
-        }
+    let mut below = Vec::new();
+    procs_of(place, &mut pids, &mut below)?;
+    while let Some(mut child) = below.pop() {
+        procs_of(&mut child, &mut pids, &mut below)?;
     }
     Some(pids)
 }
 
-pub(in crate::checks::unit_resources) fn cgroup2_u64(sys: &Path, cg: &str, file: &str) -> Option<u64> {
-    cgroup2_read(sys, cg, file, |t| t.trim().parse().ok())
+/// The processes of `p` itself into `pids`, its sub-cgroups onto `below`.
+fn procs_of(p: &mut Place, pids: &mut Vec<u32>, below: &mut Vec<Place>) -> Option<()> {
+    p.read_with("cgroup.procs", |text| {
+        pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()))
+    })
+    .ok()?;
+    if let Ok(names) = p.subdirs() {
+        below.extend(names.iter().map(|n| p.child(n)));
+    }
+    Some(())
 }
 
 /// `usage_usec` of the cgroup's cpu.stat, in ns.
+fn cpu_stat_nsec(place: &mut Place) -> Option<u64> {
+    place
+        .read_with("cpu.stat", parse_usage_usec)
+        .ok()?
+        .map(|us| us.saturating_mul(1000))
+}
+
+/// The unit's cgroup on the unified hierarchy (the tests' way in).
+#[cfg(test)]
+fn unified_place(sys: &Path, cg: &str) -> Option<Place> {
+    Place::under_parent(&unified_root(sys)?.join(cg.trim_start_matches('/'))).ok()
+}
+
+#[cfg(test)]
+pub(in crate::checks::unit_resources) fn cgroup2_pids(sys: &Path, cg: &str) -> Option<Vec<u32>> {
+    procs(&mut unified_place(sys, cg)?)
+}
+
+#[cfg(test)]
+pub(in crate::checks::unit_resources) fn cgroup2_u64(sys: &Path, cg: &str, file: &str) -> Option<u64> {
+    unified_place(sys, cg)?.read_with(file, |t| t.trim().parse().ok()).ok()?
+}
+
+#[cfg(test)]
 pub(in crate::checks::unit_resources) fn cgroup2_cpu_nsec(sys: &Path, cg: &str) -> Option<u64> {
-    cgroup2_read(sys, cg, "cpu.stat", parse_usage_usec).map(|us| us.saturating_mul(1000))
+    cpu_stat_nsec(&mut unified_place(sys, cg)?)
 }
 
 pub(in crate::checks::unit_resources) fn parse_usage_usec(stat: &str) -> Option<u64> {
@@ -155,4 +223,3 @@ pub(in crate::checks::unit_resources) fn parse_usage_usec(stat: &str) -> Option<
         .find_map(|l| l.strip_prefix("usage_usec "))
         .and_then(|v| v.trim().parse().ok())
 }
-

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::at::Place;
 use super::once_per;
 use crate::units::{Fds, Reading};
 
@@ -33,11 +34,17 @@ pub fn count_fds_cached(proc_dir: &Path, pids: &[u32], limits: &mut Vec<(u32, u6
     let mut worst: Option<Fds> = None;
     let mut gone = 0;
     limits.retain(|(p, _)| pids.contains(p));
+    let procfs = is_procfs(proc_dir);
+    // /proc kept: PID/limits and PID/fd opened below it, not by full path.
+    let mut proc_ = match Place::kept(proc_dir) {
+        Ok(p) => p,
+        Err(e) => return Reading::Error(io_said(&e, proc_dir)),
+    };
+    let mut name = Vec::with_capacity(24);
     for &pid in pids {
-        let dir = proc_dir.join(pid.to_string());
         let limit = match limits.iter().find(|(p, _)| *p == pid) {
             Some((_, l)) => *l,
-            None => match read_nofile(&dir.join("limits")) {
+            None => match read_nofile(&mut proc_, pid) {
                 Ok(l) => {
                     limits.push((pid, l));
                     l
@@ -46,21 +53,26 @@ pub fn count_fds_cached(proc_dir: &Path, pids: &[u32], limits: &mut Vec<(u32, u6
                     gone += 1;
                     continue;
                 }
-                Err(e) => return Reading::Error(io_said(&e, &dir.join("limits"))),
+                Err(e) => {
+                    return Reading::Error(io_said(&e, &proc_dir.join(format!("{pid}/limits"))))
+                }
             },
         };
-        let fd_dir = dir.join("fd");
         // Linux 6.2 and later give the count as the directory's size: one
         // stat instead of listing every descriptor. Before, the size is 0
         // and the directory is listed.
-        let sized = if is_procfs(proc_dir) {
-            super::at::size(&fd_dir).unwrap_or(0)
+        let sized = if procfs {
+            name.clear();
+            push_pid(&mut name, pid);
+            name.extend_from_slice(b"/fd");
+            proc_.size(&name).unwrap_or(0)
         } else {
             0
         };
         let open = if sized > 0 {
             sized
         } else {
+            let fd_dir = proc_dir.join(pid.to_string()).join("fd");
             match std::fs::read_dir(&fd_dir) {
                 Ok(d) => d.count() as u64,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -98,6 +110,22 @@ pub fn count_fds_cached(proc_dir: &Path, pids: &[u32], limits: &mut Vec<(u32, u6
     }
 }
 
+/// `pid` in decimal onto `buf` (a name below /proc, without `format!`).
+fn push_pid(buf: &mut Vec<u8>, pid: u32) {
+    let mut digits = [0u8; 10];
+    let mut n = pid;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
 pub(in crate::checks::unit_resources) fn io_said(e: &std::io::Error, path: &Path) -> String {
     if e.kind() == std::io::ErrorKind::PermissionDenied {
         format!(
@@ -109,10 +137,13 @@ pub(in crate::checks::unit_resources) fn io_said(e: &std::io::Error, path: &Path
     }
 }
 
-/// The soft "Max open files" of a /proc/PID/limits file; `u64::MAX` for
+/// The soft "Max open files" of /proc/PID/limits; `u64::MAX` for
 /// unlimited.
-pub(in crate::checks::unit_resources) fn read_nofile(path: &Path) -> std::io::Result<u64> {
-    super::at::read_with(path, parse_nofile)?.ok_or_else(|| {
+fn read_nofile(proc_: &mut Place, pid: u32) -> std::io::Result<u64> {
+    let mut name = Vec::with_capacity(24);
+    push_pid(&mut name, pid);
+    name.extend_from_slice(b"/limits");
+    proc_.read_with(&name, parse_nofile)?.ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "no \"Max open files\" line",
