@@ -333,6 +333,7 @@ pub async fn check_once(config: &Config) -> Snapshot {
     build_snapshot(&View {
         config,
         policy: &Policy::from(&config.backoff),
+        checks: &defs,
         results: &results,
         units: &units,
         backoff: &backoff,

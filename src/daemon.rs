@@ -24,7 +24,7 @@ use crate::alerts::{AlertError, Alerts, ChannelSpec};
 use crate::backoff::{BackoffStore, Decision, Policy, StateError, UnitBackoff};
 use crate::checks::flap::Flap;
 use crate::checks::runner::Runner;
-use crate::checks::{self, CheckDef, CheckResult};
+use crate::checks::{self, CheckDef};
 use crate::config::{Config, ConfigError};
 use crate::events::{Event, Kind, Severity};
 use crate::fsutil::{ensure_dir, WriteError};
@@ -162,7 +162,7 @@ pub struct Supervisor {
     /// the sweep's CPU grow with the square of the units.
     index: Index,
     /// One per check, in the order of `checks`.
-    results: Vec<CheckResult>,
+    results: Vec<checks::Found>,
     flaps: Vec<Flap>,
     /// When each probe last reported (or the checks started), and whether
     /// it has been failed for saying nothing since.

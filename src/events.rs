@@ -82,7 +82,7 @@ impl Severity {
 }
 
 /// The kinds of event; their names are the `UNITWATCH_EVENT` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     DaemonStarted,
     UnitFailed,

@@ -145,7 +145,7 @@ pub struct SnapshotRef<'a> {
     pub version: &'static str,
     pub interval_ms: u64,
     pub systemd: SystemdReach,
-    pub checks: &'a [CheckResult],
+    pub checks: crate::checks::Joined<'a>,
     pub units: BTreeMap<&'a str, UnitViewRef<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertChannelView>,
@@ -292,6 +292,31 @@ mod tests {
 
     #[test]
     fn the_borrowed_snapshot_writes_the_same_bytes_as_the_owned_one() {
+        use crate::checks::{CheckDef, How, Measurement, Outcome};
+        struct Nothing;
+        impl crate::checks::StateCheck for Nothing {
+            fn run(&self, _: &crate::checks::CheckContext<'_>) -> Outcome {
+                Outcome::error("unused")
+            }
+        }
+        let def = CheckDef::for_unit(
+            "a.service".into(),
+            "state",
+            How::State(std::sync::Arc::new(Nothing)),
+            std::time::Duration::from_secs(10),
+        );
+        let found = def.found(
+            Outcome::new(Status::Fail, "failed", None)
+                .with_output("failed (Result=signal)")
+                .measure(Measurement::new("unit_up", 0.0).label("unit", "a.service")),
+            "2026-12-03T10:00:00Z"
+                .parse::<crate::checks::Stamp>()
+                .unwrap()
+                .system_time(),
+            std::time::Duration::from_micros(3),
+        );
+        let (defs, found) = (vec![def], vec![found]);
+        let checks = crate::checks::Joined::new(&defs, &found);
         let check: CheckResult = serde_json::from_value(serde_json::json!({
             "key": "a.service:state", "component": "a.service", "measurement": "state",
             "component_type": "component", "unit": "a.service", "status": "fail",
@@ -307,7 +332,6 @@ mod tests {
             result: Some("signal".into()),
             ..Default::default()
         };
-        let checks = vec![check];
         let b = BackoffView {
             attempts: 2,
             limited: true,
@@ -327,7 +351,7 @@ mod tests {
                     reachable: false,
                     error: Some("gone".into()),
                 },
-                checks: &checks,
+                checks,
                 units: BTreeMap::from([
                     (
                         "b.service",
@@ -358,7 +382,7 @@ mod tests {
                 String::from_utf8(owned).unwrap()
             );
             assert_eq!(o.units["a.service"].backoff, b);
-            assert_eq!(o.checks, checks);
+            assert_eq!(o.checks, std::slice::from_ref(&check));
         }
     }
 }

@@ -102,6 +102,7 @@ pub fn build_all(config: &Config) -> Vec<CheckDef> {
         }
     }
     out.extend(super::common::build_checks(config));
+    CheckDef::share_policies(&mut out);
     out
 }
 

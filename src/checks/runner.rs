@@ -145,13 +145,13 @@ impl Drop for Runner {
 }
 
 /// Runs one probe once, bounded by its timeout (`unitwatchd check`, tests).
-pub async fn run_once(def: &CheckDef) -> super::CheckResult {
+pub async fn run_once(def: &CheckDef) -> super::Found {
     match &def.how {
         How::Probe(p) => {
             let (o, started, took) = run_bounded(p.clone(), def.timeout).await;
-            def.result(o, started, took)
+            def.found(o, started, took)
         }
-        How::State(_) => def.result(
+        How::State(_) => def.found(
             Outcome::error("a state check runs on the supervisor's table"),
             SystemTime::now(),
             Duration::ZERO,
@@ -161,10 +161,7 @@ pub async fn run_once(def: &CheckDef) -> super::CheckResult {
 
 /// Runs every check once: the state checks against `ctx`, the probes all
 /// at once, each bounded by its timeout (`unitwatchd check`).
-pub async fn run_all_once(
-    defs: &[CheckDef],
-    ctx: &super::CheckContext<'_>,
-) -> Vec<super::CheckResult> {
+pub async fn run_all_once(defs: &[CheckDef], ctx: &super::CheckContext<'_>) -> Vec<super::Found> {
     let probes = futures_util::future::join_all(defs.iter().map(|d| async move {
         match &d.how {
             How::Probe(_) => Some(run_once(d).await),

@@ -27,10 +27,10 @@ impl Supervisor {
         // By key: a search of the old list for each new check was 200
         // million comparisons at 14,000 checks.
         let old: HashMap<&str, usize> = self
-            .results
+            .checks
             .iter()
             .enumerate()
-            .map(|(i, r)| (&*r.key, i))
+            .map(|(i, d)| (d.key(), i))
             .collect();
         for d in &defs {
             match old.get(d.key()).copied() {
@@ -90,7 +90,7 @@ impl Supervisor {
     /// Takes a raw result of check `i` in: the shown status follows
     /// fail_after and pass_after, the change is logged. Whether the shown
     /// status changed.
-    fn take_result(&mut self, i: usize, mut r: CheckResult) -> bool {
+    fn take_result(&mut self, i: usize, mut r: checks::Found) -> bool {
         let d = &self.checks[i];
         let before = (!self.results[i].pending).then_some(self.results[i].status);
         let raw = r.status;
@@ -118,7 +118,7 @@ impl Supervisor {
             return;
         }
         let i = done.index;
-        let r = self.checks[i].result(done.outcome, done.started, done.took);
+        let r = self.checks[i].found(done.outcome, done.started, done.took);
         self.since[i] = SystemTime::now();
         self.stale[i] = false;
         let changed = self.take_result(i, r);
@@ -187,7 +187,7 @@ impl Supervisor {
                 checks::fmt_duration(d.interval),
                 checks::fmt_duration(d.timeout)
             ));
-            let r = d.result(o, now, Duration::ZERO);
+            let r = d.found(o, now, Duration::ZERO);
             self.flaps[i] = Flap::default();
             // Said at once, whatever fail_after asks: it is no measurement.
             self.flaps[i].see(Status::Fail, 1, 1);

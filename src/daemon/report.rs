@@ -14,6 +14,7 @@ macro_rules! snapshot_of {
         let mut snap = snapshot_ref(&View {
             config: &$s.config,
             policy: &$s.policy,
+            checks: &$s.checks,
             results: &$s.results,
             units: &$s.units,
             backoff: &$s.store.units,
@@ -107,7 +108,8 @@ pub async fn read_units(
 pub struct View<'a> {
     pub config: &'a Config,
     pub policy: &'a Policy,
-    pub results: &'a [CheckResult],
+    pub checks: &'a [CheckDef],
+    pub results: &'a [checks::Found],
     pub units: &'a UnitTable,
     pub backoff: &'a BTreeMap<String, UnitBackoff>,
     pub bus_error: Option<&'a str>,
@@ -115,14 +117,14 @@ pub struct View<'a> {
 }
 
 /// The STATUS= line: "3 units ok, 1 failing: worker.service".
-pub fn summary(results: &[CheckResult], bus_error: Option<&str>) -> String {
+pub fn summary(results: checks::Joined<'_>, bus_error: Option<&str>) -> String {
     let mut failing = Vec::new();
     let mut ok = 0;
-    for r in results.iter().filter(|r| r.measurement == "state") {
+    for (d, r) in results.iter().filter(|(d, _)| d.id.measurement == "state") {
         if r.status == Status::Pass {
             ok += 1;
         } else {
-            failing.push(&*r.component);
+            failing.push(&*d.id.component);
         }
     }
     let mut s = format!("{ok} units ok");
@@ -131,8 +133,8 @@ pub fn summary(results: &[CheckResult], bus_error: Option<&str>) -> String {
     }
     let other: Vec<_> = results
         .iter()
-        .filter(|r| r.measurement != "state" && r.status != Status::Pass)
-        .map(|r| &*r.key)
+        .filter(|(d, r)| d.id.measurement != "state" && r.status != Status::Pass)
+        .map(|(d, _)| d.key())
         .collect();
     if !other.is_empty() {
         s += &format!("; {} checks not passing: {}", other.len(), list(&other));
@@ -172,10 +174,16 @@ pub fn snapshot_ref<'a>(v: &View<'a>) -> SnapshotRef<'a> {
             (name, view)
         })
         .collect();
+    let results = checks::Joined::new(v.checks, v.results);
     SnapshotRef {
         schema_version: SCHEMA_VERSION,
-        status: checks::overall(v.results),
-        summary: summary(v.results, v.bus_error),
+        status: v
+            .results
+            .iter()
+            .map(|r| r.status)
+            .max()
+            .unwrap_or(Status::Pass),
+        summary: summary(results, v.bus_error),
         updated_at: humantime::format_rfc3339_millis(now).to_string(),
         started_at: humantime::format_rfc3339_millis(v.started_at).to_string(),
         pid: std::process::id(),
@@ -185,7 +193,7 @@ pub fn snapshot_ref<'a>(v: &View<'a>) -> SnapshotRef<'a> {
             reachable: v.bus_error.is_none(),
             error: v.bus_error.map(str::to_string),
         },
-        checks: v.results,
+        checks: results,
         units,
         telemetry: None,
         alerts: Vec::new(),
@@ -207,7 +215,7 @@ fn list(items: &[&str]) -> String {
 }
 
 /// Logs a check's status change (or its first non-pass status).
-pub(super) fn log_check_change(def: &CheckDef, r: &CheckResult, before: Option<Status>) {
+pub(super) fn log_check_change(def: &CheckDef, r: &checks::Found, before: Option<Status>) {
     if before == Some(r.status) || (before.is_none() && r.status == Status::Pass) {
         return;
     }
@@ -222,7 +230,7 @@ pub(super) fn log_check_change(def: &CheckDef, r: &CheckResult, before: Option<S
         severity,
         format!(
             "{}: {} -> {}{}",
-            r.key,
+            def.key(),
             from,
             r.status.as_str(),
             r.output
@@ -231,8 +239,8 @@ pub(super) fn log_check_change(def: &CheckDef, r: &CheckResult, before: Option<S
                 .unwrap_or_default()
         ),
     )
-    .check(&r.key);
-    if let Some(u) = &r.unit {
+    .check(def.key());
+    if let Some(u) = &def.unit {
         e = e.unit(u);
     }
     if def.quiet {
