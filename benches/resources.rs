@@ -13,7 +13,8 @@
 //!
 //! Each figure is printed beside its target and marked met or NOT MET.
 //! `scripts/bench` runs it (as root); `CI=true` shortens the windows.
-//! Asserts nothing.
+//! `UNITWATCH_RESOURCES_HOLD=1` keeps the sandbox booted at the first size's
+//! idle setup, for a profile or a heap trace by hand. Asserts nothing.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -186,6 +187,19 @@ fn main() {
         let read_ms =
             (at.len() == n).then(|| (at.iter().max().unwrap() - at.iter().min().unwrap()) as f64);
         run_on(&sb, n, &config(n, "10s", true), true);
+        // For profiling by hand: the sandbox kept as the idle figure
+        // finds it (N units, every key, 10 s sweeps) until this process
+        // is killed; its PID 1 for `nsenter -t PID -a`.
+        if std::env::var("UNITWATCH_RESOURCES_HOLD").is_ok() {
+            eprintln!(
+                "holding the sandbox at {n} units: nsenter -t {} -a; kill {} to end",
+                sb.pid1,
+                std::process::id()
+            );
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
         let (idle_10s, _) = idle(&sb, "unitwatch", secs.max(20));
         let pid = sb.prop("unitwatch", "MainPID");
         let rss_kb = status_kb(&sb, &pid, "VmRSS:");
