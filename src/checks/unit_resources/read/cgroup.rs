@@ -31,14 +31,14 @@ pub(super) struct Files {
 
 /// A unit's cgroup directory on each hierarchy, each found once for all
 /// the files read in it (none where it cannot be opened).
-struct Dirs<'a> {
+struct UnitDirs<'a> {
     sys: &'a Path,
     rel: &'a str,
     unified: Option<Option<Place>>,
     v1: Vec<(&'static str, Option<Place>)>,
 }
 
-impl Dirs<'_> {
+impl UnitDirs<'_> {
     fn unified(&mut self) -> Option<&mut Place> {
         let (sys, rel) = (self.sys, self.rel);
         self.unified
@@ -79,14 +79,14 @@ impl Files {
         mut fd_limits: Vec<(u32, u64)>,
     ) -> Files {
         let at = Some(std::time::Instant::now());
-        let mut d = Dirs {
+        let mut d = UnitDirs {
             sys,
             rel: cg.trim_start_matches('/'),
             unified: None,
             v1: Vec::new(),
         };
         // Each figure from where it was found before, else tried in turn.
-        type Read = fn(&mut Dirs) -> Option<u64>;
+        type Read = fn(&mut UnitDirs) -> Option<u64>;
         let mut figure = |on: bool, src: &mut Source, unified: Read, legacy: Read| -> Option<u64> {
             if !on {
                 return None;
