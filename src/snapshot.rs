@@ -234,7 +234,7 @@ impl Snapshot {
     pub fn fixture(checks: Vec<CheckResult>, units: BTreeMap<String, UnitView>) -> Snapshot {
         Snapshot {
             schema_version: SCHEMA_VERSION,
-            status: crate::checks::overall(&checks),
+            status: crate::checks::overall(checks.iter().map(|r| r.status)),
             summary: "a summary".into(),
             updated_at: "2026-11-23T10:00:00.000Z".into(),
             started_at: "2026-11-23T09:00:00.000Z".into(),
@@ -292,17 +292,11 @@ mod tests {
 
     #[test]
     fn the_borrowed_snapshot_writes_the_same_bytes_as_the_owned_one() {
-        use crate::checks::{CheckDef, How, Measurement, Outcome};
-        struct Nothing;
-        impl crate::checks::StateCheck for Nothing {
-            fn run(&self, _: &crate::checks::CheckContext<'_>) -> Outcome {
-                Outcome::error("unused")
-            }
-        }
+        use crate::checks::{CheckDef, How, Inert, Measurement, Outcome};
         let def = CheckDef::for_unit(
             "a.service".into(),
             "state",
-            How::State(std::sync::Arc::new(Nothing)),
+            How::State(std::sync::Arc::new(Inert)),
             std::time::Duration::from_secs(10),
         );
         let found = def.found(

@@ -138,18 +138,11 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::checks::{CheckId, How, Measurement, Outcome, StateCheck};
-
-    struct Nothing;
-    impl StateCheck for Nothing {
-        fn run(&self, _: &crate::checks::CheckContext<'_>) -> Outcome {
-            Outcome::error("unused")
-        }
-    }
+    use crate::checks::{CheckId, How, Inert, Measurement, Outcome};
 
     #[test]
     fn a_joined_list_is_written_as_the_results_it_stands_for() {
-        let how = || How::State(std::sync::Arc::new(Nothing));
+        let how = || How::State(std::sync::Arc::new(Inert));
         let unit = CheckDef::for_unit("a.service".into(), "fds", how(), Duration::from_secs(10));
         let plain = CheckDef::new(
             CheckId {

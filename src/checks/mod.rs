@@ -325,6 +325,17 @@ impl CheckDef {
     }
 }
 
+/// A state check for tests that need a definition, not its run.
+#[cfg(test)]
+pub(crate) struct Inert;
+
+#[cfg(test)]
+impl StateCheck for Inert {
+    fn run(&self, _: &CheckContext<'_>) -> Outcome {
+        Outcome::error("not run in this test")
+    }
+}
+
 /// Runs a state check, timing it; a panic inside it becomes a `fail`.
 pub fn run_state(def: &CheckDef, check: &dyn StateCheck, ctx: &CheckContext<'_>) -> Found {
     use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -326,13 +326,9 @@ impl CheckResult {
     }
 }
 
-/// The worst status among `results`; pass when there are none.
-pub fn overall<'a>(results: impl IntoIterator<Item = &'a CheckResult>) -> Status {
-    results
-        .into_iter()
-        .map(|r| r.status)
-        .max()
-        .unwrap_or(Status::Pass)
+/// The worst of `statuses`; pass when there are none.
+pub fn overall(statuses: impl IntoIterator<Item = Status>) -> Status {
+    statuses.into_iter().max().unwrap_or(Status::Pass)
 }
 
 #[cfg(test)]

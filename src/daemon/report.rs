@@ -177,12 +177,7 @@ pub fn snapshot_ref<'a>(v: &View<'a>) -> SnapshotRef<'a> {
     let results = checks::Joined::new(v.checks, v.results);
     SnapshotRef {
         schema_version: SCHEMA_VERSION,
-        status: v
-            .results
-            .iter()
-            .map(|r| r.status)
-            .max()
-            .unwrap_or(Status::Pass),
+        status: checks::overall(v.results.iter().map(|r| r.status)),
         summary: summary(results, v.bus_error),
         updated_at: humantime::format_rfc3339_millis(now).to_string(),
         started_at: humantime::format_rfc3339_millis(v.started_at).to_string(),

@@ -159,7 +159,7 @@ pub fn service(
         .iter()
         .filter(|c| c.unit.as_deref() == Some(unit))
         .collect();
-    let status = crate::checks::overall(mine.iter().copied());
+    let status = crate::checks::overall(mine.iter().map(|r| r.status));
     let mut h = base(status, host);
     h.service_id = Some(unit.to_string());
     h.description = Some(format!("{unit} as watched by unitwatch on {host}"));

@@ -73,7 +73,8 @@ pub(super) struct Place {
     base: PathBuf,
     dir: Arc<OwnedFd>,
     /// `name/` (empty where the kept directory is the place itself), and
-    /// after it the name of the file being opened.
+    /// after it the name of the file being opened (`.` for the directory
+    /// itself).
     buf: Vec<u8>,
     prefix: usize,
 }
@@ -112,9 +113,6 @@ impl Place {
     /// kept descriptor.
     pub(super) fn child(&self, name: &[u8]) -> Place {
         let mut buf = self.buf[..self.prefix].to_vec();
-        if let Some(slash) = self.prefix.checked_sub(1) {
-            buf[slash] = b'/';
-        }
         buf.extend_from_slice(name);
         buf.push(b'/');
         Place {
@@ -134,18 +132,8 @@ impl Place {
         mut f: impl FnMut(&OwnedFd, &CStr) -> io::Result<T>,
     ) -> io::Result<T> {
         self.buf.truncate(self.prefix);
-        if let Some(slash) = self.prefix.checked_sub(1) {
-            // The directory itself, named last, ended the name there.
-            self.buf[slash] = b'/';
-        }
-        if file.is_empty() {
-            match self.prefix {
-                0 => self.buf.push(b'.'),
-                n => self.buf.truncate(n - 1),
-            }
-        } else {
-            self.buf.extend_from_slice(file);
-        }
+        self.buf
+            .extend_from_slice(if file.is_empty() { b"." } else { file });
         self.buf.push(0);
         let name = CStr::from_bytes_with_nul(&self.buf)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;

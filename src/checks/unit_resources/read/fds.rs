@@ -62,10 +62,7 @@ pub fn count_fds_cached(proc_dir: &Path, pids: &[u32], limits: &mut Vec<(u32, u6
         // stat instead of listing every descriptor. Before, the size is 0
         // and the directory is listed.
         let sized = if procfs {
-            name.clear();
-            push_pid(&mut name, pid);
-            name.extend_from_slice(b"/fd");
-            proc_.size(&name).unwrap_or(0)
+            proc_.size(pid_file(&mut name, pid, "fd")).unwrap_or(0)
         } else {
             0
         };
@@ -110,20 +107,13 @@ pub fn count_fds_cached(proc_dir: &Path, pids: &[u32], limits: &mut Vec<(u32, u6
     }
 }
 
-/// `pid` in decimal onto `buf` (a name below /proc, without `format!`).
-fn push_pid(buf: &mut Vec<u8>, pid: u32) {
-    let mut digits = [0u8; 10];
-    let mut n = pid;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
+/// `PID/file`, a name below /proc, made in `buf` (reused: no allocation
+/// per process).
+fn pid_file<'b>(buf: &'b mut Vec<u8>, pid: u32, file: &str) -> &'b [u8] {
+    use std::io::Write as _;
+    buf.clear();
+    let _ = write!(buf, "{pid}/{file}");
+    buf
 }
 
 pub(in crate::checks::unit_resources) fn io_said(e: &std::io::Error, path: &Path) -> String {
@@ -140,10 +130,7 @@ pub(in crate::checks::unit_resources) fn io_said(e: &std::io::Error, path: &Path
 /// The soft "Max open files" of /proc/PID/limits; `u64::MAX` for
 /// unlimited.
 fn read_nofile(proc_: &mut Place, pid: u32) -> std::io::Result<u64> {
-    let mut name = Vec::with_capacity(24);
-    push_pid(&mut name, pid);
-    name.extend_from_slice(b"/limits");
-    proc_.read_with(&name, parse_nofile)?.ok_or_else(|| {
+    proc_.read_with(pid_file(&mut Vec::new(), pid, "limits"), parse_nofile)?.ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "no \"Max open files\" line",
