@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod containers;
 pub mod daemon;
 pub mod events;
 pub mod fsutil;

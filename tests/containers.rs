@@ -1,0 +1,185 @@
+//! The Docker Engine API client (src/containers/) against a real dockerd
+//! in the throwaway systemd, no stand-in: list and inspect by name and by
+//! label, a memory sample, a `docker kill` seen on the events stream in
+//! milliseconds, a HEALTHCHECK going unhealthy with its output, an OOM
+//! kill, start and restart through the API, a missing container's 404,
+//! and the stream ending when the engine restarts, then subscribed again.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::engine::IMAGE;
+use harness::Sandbox;
+use unitwatch::containers::{Engine, Events};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The next event of `verb` for `name`, skipping others, within `within`.
+async fn next_of(
+    ev: &mut Events,
+    name: &str,
+    verb: &str,
+    within: Duration,
+) -> unitwatch::containers::Event {
+    tokio::time::timeout(within, async {
+        loop {
+            let e = ev
+                .next()
+                .await
+                .expect("the stream")
+                .expect("an event, not the end");
+            if e.name() == Some(name) && e.verb() == verb {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {verb} event for {name} within {within:?}"))
+}
+
+#[test]
+fn the_engine_client_against_a_real_dockerd() {
+    let sb = Sandbox::boot("containers-engine");
+    sb.start_engine();
+    let engine = Engine::new(&sb.engine_uri(), Duration::from_secs(5)).unwrap();
+    let rt = rt();
+
+    // A container serving a port, with a label; one that is not watched.
+    sb.docker(&format!(
+        "run -d --name gw --label app=ibkr --network host {IMAGE} /bin/busybox nc -ll -p 4002 -e /bin/cat"
+    ));
+    sb.docker(&format!(
+        "run -d --name other --network none {IMAGE} /bin/busybox sleep 1000"
+    ));
+
+    rt.block_on(async {
+        let by_name = engine.list(&["gw"], &[]).await.unwrap();
+        assert_eq!(by_name.len(), 1, "{by_name:?}");
+        assert_eq!(
+            (by_name[0].name(), by_name[0].state.as_str()),
+            ("gw", "running")
+        );
+        let by_label = engine.list(&[], &["app=ibkr"]).await.unwrap();
+        assert_eq!(
+            by_label.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            ["gw"]
+        );
+        assert!(engine
+            .list(&["nothing-here"], &[])
+            .await
+            .unwrap()
+            .is_empty());
+
+        let i = engine.inspect("gw").await.unwrap();
+        assert_eq!(
+            (i.name(), i.state.running, i.state.status.as_str()),
+            ("gw", true, "running")
+        );
+        assert!(!i.engine_restarts());
+        let m = engine.memory("gw").await.unwrap();
+        assert!(m.used.is_some_and(|u| u > 0), "{m:?}");
+
+        let missing = engine.inspect("nope").await.unwrap_err();
+        assert!(missing.is_not_found(), "{missing}");
+        assert!(
+            missing.to_string().contains("No such container: nope"),
+            "{missing}"
+        );
+
+        // A kill is on the stream in milliseconds; the other container's
+        // events are filtered out by the engine.
+        let mut ev = engine.events(&["gw"], &[]).await.unwrap();
+        let t = Instant::now();
+        sb.docker("kill other gw");
+        let die = next_of(&mut ev, "gw", "die", Duration::from_secs(5)).await;
+        println!("docker kill to the die event: {:?}", t.elapsed());
+        assert_eq!(
+            die.actor.attributes.get("exitCode").map(String::as_str),
+            Some("137")
+        );
+        let i = engine.inspect("gw").await.unwrap();
+        assert_eq!((i.state.running, i.state.exit_code), (false, 137));
+
+        // Start and restart through the API.
+        engine.start("gw").await.unwrap();
+        next_of(&mut ev, "gw", "start", Duration::from_secs(10)).await;
+        assert!(engine.inspect("gw").await.unwrap().state.running);
+        let before = engine.inspect("gw").await.unwrap().state.started_at;
+        engine.restart("gw", 1).await.unwrap();
+        let after = engine.inspect("gw").await.unwrap();
+        assert!(
+            after.state.running && after.state.started_at != before,
+            "{after:?}"
+        );
+        drop(ev);
+
+        // The engine restarted: the stream ends, and a new one works.
+        let mut ev = engine.events(&["gw"], &[]).await.unwrap();
+        sb.ok("systemctl restart engine.service");
+        let end = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match ev.next().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return "ended".to_string(),
+                    Err(e) => return e.to_string(),
+                }
+            }
+        })
+        .await
+        .expect("the stream ends when the engine restarts");
+        println!("the stream at the engine's restart: {end}");
+        let mut ev = loop {
+            match engine.events(&["gw"], &[]).await {
+                Ok(ev) => break ev,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        sb.docker("start gw");
+        next_of(&mut ev, "gw", "start", Duration::from_secs(10)).await;
+    });
+
+    // A HEALTHCHECK that fails: the event, and its output in the state.
+    sb.docker(&format!(
+        "run -d --name sick --network none --health-cmd 'echo port 4002 closed; false' --health-interval 1s --health-retries 1 {IMAGE} /bin/busybox sleep 1000"
+    ));
+    rt.block_on(async {
+        let mut ev = engine.events(&["sick"], &[]).await.unwrap();
+        let h = next_of(&mut ev, "sick", "health_status", Duration::from_secs(20)).await;
+        assert_eq!(h.action, "health_status: unhealthy");
+        let i = engine.inspect("sick").await.unwrap();
+        let health = i.state.health.expect("a health state");
+        assert_eq!(
+            (health.status.as_str(), health.last_output()),
+            ("unhealthy", Some("port 4002 closed"))
+        );
+    });
+
+    // Past its memory limit: the oom event and OOMKilled.
+    rt.block_on(async {
+        let mut ev = engine.events(&[], &["app=hog"]).await.unwrap();
+        sb.docker(&format!(
+            "run -d --name hog --label app=hog --network none -m 16m --memory-swap 16m {IMAGE} /bin/busybox sh -c 'sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1'"
+        ));
+        // With labels the engine's filter cannot select: the caller does.
+        let oom = loop {
+            let e = tokio::time::timeout(Duration::from_secs(20), ev.next())
+                .await
+                .expect("events within 20 s")
+                .unwrap()
+                .unwrap();
+            if e.has_label("app=hog") && e.verb() == "oom" {
+                break e;
+            }
+        };
+        assert_eq!(oom.name(), Some("hog"));
+        next_of(&mut ev, "hog", "die", Duration::from_secs(10)).await;
+        let i = engine.inspect("hog").await.unwrap();
+        assert!(i.state.oom_killed && !i.state.running, "{:?}", i.state);
+    });
+}
