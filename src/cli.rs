@@ -117,7 +117,9 @@ pub enum ConfigCommand {
     /// only while a [[unit]] has fds_warn_percent or fds_crit_percent (to
     /// count another user's open descriptors), and the systemd-journal
     /// group, only while a journal check is configured (to read other
-    /// units' journal entries). Nothing is printed when
+    /// units' journal entries), and the docker group, only while a
+    /// [[container]] is configured and the group exists (to use dockerd's
+    /// socket, which is root-equivalent). Nothing is printed when
     /// nothing is needed. With --output, write it there (atomically, mode
     /// 0644, creating its directory), or remove the file when nothing is
     /// needed. The package's systemd generator (unitwatch-generator) runs
@@ -189,7 +191,8 @@ pub fn polkit_rules(path: &Path) -> Result<String, crate::config::ConfigError> {
 pub fn privileges(config: &Config, path: &Path) -> Option<String> {
     let fds = crate::checks::unit_resources::counts_fds(config);
     let journal = crate::checks::journal::configured(config);
-    if !fds && !journal {
+    let docker = crate::checks::container::engine_group(config);
+    if !fds && !journal && docker.is_none() {
         return None;
     }
     let mut text = format!(
@@ -208,6 +211,13 @@ pub fn privileges(config: &Config, path: &Path) -> Option<String> {
         text += "# A [[check]] of type journal reads other units' journal entries,\n\
                  # which journald shows to members of systemd-journal only.\n";
     }
+    if let Some(g) = docker {
+        text += &format!(
+            "# A [[container]] is watched through the engine's socket, which its\n\
+             # group ({g}) may use. That access is root-equivalent: it is granted\n\
+             # only while a [[container]] is configured.\n"
+        );
+    }
     text += "[Service]\n";
     if fds {
         text += "CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n\
@@ -216,6 +226,9 @@ pub fn privileges(config: &Config, path: &Path) -> Option<String> {
     }
     if journal {
         text += "SupplementaryGroups=systemd-journal\n";
+    }
+    if let Some(g) = docker {
+        text += &format!("SupplementaryGroups={g}\n");
     }
     Some(text)
 }
@@ -312,6 +325,7 @@ pub async fn check_once(config: &Config) -> Snapshot {
         }
     }
     let defs = checks::build_all(config);
+    let containers = crate::containers::watch::read_once(checks::container::engines(config)).await;
     // Journal checks count what the journal holds over their windows.
     let watches = checks::journal::watches(&defs);
     if !watches.is_empty() {
@@ -327,6 +341,7 @@ pub async fn check_once(config: &Config) -> Snapshot {
             units: &units,
             backoff: &backoff,
             systemd_error: bus_error.as_deref(),
+            containers: &containers,
         },
     )
     .await;

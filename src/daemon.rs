@@ -37,6 +37,7 @@ use crate::telemetry::{Settings, Telemetry, TelemetryError};
 use crate::units::{UnitStatus, UnitTable};
 
 mod checks_run;
+mod containers;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 mod journal;
@@ -184,6 +185,11 @@ pub struct Supervisor {
     /// How often the loop sweeps (and so publishes), as it last set it.
     sweep_every: Duration,
     units: UnitTable,
+    /// What the engines last said of the watched containers, the tasks
+    /// that watch them, and their news (daemon/containers.rs).
+    containers: crate::containers::watch::ContainerTable,
+    container_tasks: Vec<tokio::task::JoinHandle<()>>,
+    container_news: Option<tokio::sync::mpsc::Receiver<crate::containers::watch::News>>,
     /// D-Bus object path -> unit name, and back.
     by_path: HashMap<String, String>,
     paths: HashMap<String, String>,
@@ -276,6 +282,9 @@ impl Supervisor {
             state_writer: publisher::Publisher::start("the backoff state"),
             sweep_every: config.daemon.interval,
             units: UnitTable::new(),
+            containers: Default::default(),
+            container_tasks: Vec::new(),
+            container_news: None,
             by_path: HashMap::new(),
             paths: HashMap::new(),
             down: HashSet::new(),

@@ -183,3 +183,133 @@ fn the_engine_client_against_a_real_dockerd() {
         assert!(i.state.oom_killed && !i.state.running, "{:?}", i.state);
     });
 }
+
+/// Waits until check `key` has `status` in status.json, and returns it.
+fn reach(sb: &Sandbox, key: &str, status: &str) -> serde_json::Value {
+    sb.wait_check(key, status, Duration::from_secs(20))
+}
+
+#[test]
+fn the_daemon_watches_containers_by_their_engines_events() {
+    let sb = Sandbox::boot("containers-daemon");
+    sb.start_engine();
+    sb.docker(&format!(
+        "run -d --name gw --network host {IMAGE} /bin/busybox nc -ll -p 4002 -e /bin/cat"
+    ));
+    // A 60 s sweep: whatever is seen sooner was seen by an event.
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"60s\"\n\
+         [[container]]\nname = \"gw\"\nengine = \"unix:///run/docker.sock\"\nmemory_warn = \"1KiB\"\nmemory_crit = \"1GiB\"\n\
+         [[container]]\nname = \"absent\"\nengine = \"unix:///run/docker.sock\"\n",
+        "",
+    );
+    // As shipped, as the unitwatch user: the generator gave it the
+    // socket's group, for this config only.
+    assert_eq!(sb.prop("unitwatch", "User"), "unitwatch");
+    assert!(
+        sb.prop("unitwatch", "SupplementaryGroups")
+            .split_whitespace()
+            .any(|g| g == "docker"),
+        "{}",
+        sb.prop("unitwatch", "SupplementaryGroups")
+    );
+    let state = reach(&sb, "gw.container:state", "pass");
+    assert_eq!(state["observed_value"], "running");
+    assert_eq!(state["unit"], "gw.container", "{state}");
+    let mem = reach(&sb, "gw.container:memory", "warn");
+    assert!(
+        mem["output"].as_str().unwrap().starts_with("gw uses "),
+        "{mem}"
+    );
+    // /metrics, as unitwatch-http renders this status.json, promtool-clean.
+    let snap: unitwatch::snapshot::Snapshot = serde_json::from_value(sb.status_json()).unwrap();
+    let (_, text) = unitwatch::http::metrics::Exposition::new(Some(&snap))
+        .scrape(false, unitwatch::http::metrics::PerScrape::aged(1.0));
+    harness::promtool_check(text.as_bytes());
+    assert!(
+        text.contains("unitwatch_container_running{container=\"gw\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unitwatch_container_memory_bytes{container=\"gw\"}"),
+        "{text}"
+    );
+    let absent = reach(&sb, "absent.container:state", "fail");
+    assert!(
+        absent["output"]
+            .as_str()
+            .unwrap()
+            .starts_with("no container absent"),
+        "{absent}"
+    );
+
+    // docker kill: the daemon's unit-failed for it, well inside the sweep.
+    let before: u64 = sb.ok("date +%s%6N").trim().parse().unwrap();
+    sb.docker("kill gw");
+    let failed = sb.wait_for(
+        "unit-failed for gw.container",
+        Duration::from_secs(10),
+        || {
+            sb.journal("UNITWATCH_EVENT=unit-failed")
+                .into_iter()
+                .find(|e| harness::field(e, "UNITWATCH_CHECK") == "gw.container:state")
+        },
+    );
+    let at: u64 = harness::field(&failed, "__REALTIME_TIMESTAMP")
+        .parse()
+        .unwrap();
+    println!(
+        "docker kill to unit-failed: {} ms (including the docker CLI)",
+        (at - before) / 1000
+    );
+    assert!(
+        at - before < 5_000_000,
+        "seen after {} ms: not by an event",
+        (at - before) / 1000
+    );
+    let msg = harness::field(&failed, "MESSAGE");
+    assert!(msg.contains("gw is exited with code 137"), "{msg}");
+    let state = reach(&sb, "gw.container:state", "fail");
+    assert_eq!(state["observed_value"], "exited");
+    assert_eq!(
+        reach(&sb, "gw.container:memory", "pass")["output"],
+        "not running"
+    );
+
+    // Started again: unit-recovered.
+    sb.docker("start gw");
+    reach(&sb, "gw.container:state", "pass");
+    sb.wait_for(
+        "unit-recovered for gw.container",
+        Duration::from_secs(10),
+        || {
+            sb.journal("UNITWATCH_EVENT=unit-recovered")
+                .into_iter()
+                .find(|e| harness::field(e, "UNITWATCH_CHECK") == "gw.container:state")
+        },
+    );
+
+    // The engine restarted under the daemon: reported, then reached
+    // again, and its events flow again (the engine stopped gw, which has
+    // no restart policy; its start is seen at once).
+    sb.ok("systemctl stop engine.service");
+    let lost = reach(&sb, "gw.container:state", "fail");
+    assert!(
+        lost["output"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the engine at unix:///run/docker.sock"),
+        "{lost}"
+    );
+    sb.ok("systemctl start engine.service");
+    let back = sb.wait_check_where(
+        "gw.container:state",
+        "exited",
+        Duration::from_secs(20),
+        |c| c["observed_value"] == "exited",
+    );
+    assert_eq!(back["status"], "fail", "{back}");
+    sb.docker("start gw");
+    let again = sb.wait_check("gw.container:state", "pass", Duration::from_secs(5));
+    assert_eq!(again["observed_value"], "running");
+}

@@ -46,6 +46,7 @@ kinds!(
     unit_memory,
     unit_resources,
     unit_timer,
+    container,
     heartbeat,
     disk,
     memory,
@@ -107,6 +108,8 @@ pub struct CheckContext<'a> {
     pub backoff: &'a BTreeMap<String, crate::backoff::UnitBackoff>,
     /// Set when systemd cannot be reached: unit checks say so.
     pub systemd_error: Option<&'a str>,
+    /// What the engines last said of the watched containers.
+    pub containers: &'a crate::containers::watch::ContainerTable,
 }
 
 impl CheckContext<'_> {
@@ -388,6 +391,7 @@ mod tests {
             units: &units,
             backoff: &Default::default(),
             systemd_error: None,
+            containers: &Default::default(),
         };
         let id = CheckId {
             component: "x".into(),

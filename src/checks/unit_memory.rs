@@ -145,6 +145,7 @@ mod tests {
                 units: &units,
                 backoff: &Default::default(),
                 systemd_error: None,
+                containers: &Default::default(),
             })
         };
         assert_eq!(run(Some(50 << 20), "active").status, Status::Pass);
@@ -168,6 +169,7 @@ mod tests {
             units: &units,
             backoff: &Default::default(),
             systemd_error: None,
+            containers: &Default::default(),
         });
         assert_eq!(o.status, Status::Pass);
     }

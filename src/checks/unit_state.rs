@@ -158,6 +158,7 @@ mod tests {
             units: &units,
             backoff: &Default::default(),
             systemd_error: Some("no system bus"),
+            containers: &Default::default(),
         };
         let How::State(check) = &c[0].how else {
             panic!("a state check")

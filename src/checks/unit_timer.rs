@@ -278,6 +278,7 @@ mod tests {
             units: &units,
             backoff: &Default::default(),
             systemd_error: None,
+            containers: &Default::default(),
         });
         assert_eq!(o.status, Status::Fail);
         assert_eq!(o.output.as_deref(), Some("stopped (ActiveState=inactive): it will not fire until started"));

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::checks::container::ContainerConfig;
 use crate::checks::disk::DiskConfig;
 use crate::checks::heartbeat::HeartbeatConfig;
 use crate::checks::memory::MemoryConfig;
@@ -69,6 +70,9 @@ pub struct Config {
     pub backoff: BackoffConfig,
     #[serde(default, rename = "unit")]
     pub units: Vec<UnitConfig>,
+    /// `[[container]]`: checks::container reads and validates it.
+    #[serde(default, rename = "container")]
+    pub containers: Vec<ContainerConfig>,
     #[serde(default, rename = "heartbeat")]
     pub heartbeats: Vec<HeartbeatConfig>,
     #[serde(default, rename = "disk")]

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod watch;
 
 pub use api::{Event, Inspect, MemoryUse, Summary};
 pub use engine::{Engine, EngineError, Events};

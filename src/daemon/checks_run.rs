@@ -56,6 +56,7 @@ impl Supervisor {
         self.results = results;
         self.flaps = flaps;
         self.since = since;
+        self.start_containers();
     }
 
     /// Runs the state checks, all or only those about `unit`, and logs
@@ -81,6 +82,7 @@ impl Supervisor {
                 units: &self.units,
                 backoff: &self.store.units,
                 systemd_error: self.bus_error.as_deref(),
+                containers: &self.containers,
             };
             let r = checks::run_state(d, s.as_ref(), &ctx);
             self.take_result(i, r);

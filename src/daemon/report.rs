@@ -215,6 +215,9 @@ pub(super) fn log_check_change(def: &CheckDef, r: &checks::Found, before: Option
         return;
     }
     let (kind, severity) = match r.status {
+        // A check whose failure is told as a unit's (a container's state)
+        // tells its return as one too.
+        Status::Pass if def.event == Kind::UnitFailed => (Kind::UnitRecovered, Severity::Info),
         Status::Pass => (Kind::CheckChanged, Severity::Info),
         Status::Warn => (def.event, Severity::Warning),
         Status::Fail => (def.event, Severity::Error),

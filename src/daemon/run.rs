@@ -103,6 +103,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     sup.start_checks();
     sup.follow_journal(true).await;
     sup.first_results().await;
+    sup.first_containers().await;
     sup.sweep().await;
     sup.first_resource_read().await;
     if sup.bus.is_none() {
@@ -187,6 +188,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
                     sup.on_probe(done).await;
                 }
             }
+            Some(news) = containers::next_news(&mut sup.container_news) => sup.on_container(news),
             answers = sup.prefetch.next() => sup.on_prefetched(answers),
             answers = sup.resources.next() => sup.on_resources(answers),
             _ = next_journal(&mut sup.journal) => sup.on_journal().await,

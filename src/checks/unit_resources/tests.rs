@@ -41,6 +41,7 @@ fn run(cfg: &Config, measurement: &str, s: UnitStatus) -> Outcome {
         units: &units,
         backoff: &Default::default(),
         systemd_error: None,
+        containers: &Default::default(),
     })
 }
 
@@ -227,6 +228,7 @@ fn restarts_count_systemds_and_unitwatchs_in_the_last_hour() {
             units: &units,
             backoff: &backoff,
             systemd_error: None,
+            containers: &Default::default(),
         })
     };
     let o = run(&b);
