@@ -189,7 +189,11 @@ pub struct Supervisor {
     /// that watch them, and their news (daemon/containers.rs).
     containers: crate::containers::watch::ContainerTable,
     container_tasks: Vec<tokio::task::JoinHandle<()>>,
-    container_news: Option<tokio::sync::mpsc::Receiver<crate::containers::watch::News>>,
+    container_news: Option<tokio::sync::mpsc::Receiver<crate::containers::watch::Message>>,
+    container_cmds: HashMap<String, tokio::sync::mpsc::Sender<crate::containers::watch::Command>>,
+    /// Watched containers whose recovery was asked of their watcher, and
+    /// not answered yet.
+    container_recovering: HashSet<String>,
     /// D-Bus object path -> unit name, and back.
     by_path: HashMap<String, String>,
     paths: HashMap<String, String>,
@@ -285,6 +289,8 @@ impl Supervisor {
             containers: Default::default(),
             container_tasks: Vec::new(),
             container_news: None,
+            container_cmds: HashMap::new(),
+            container_recovering: HashSet::new(),
             by_path: HashMap::new(),
             paths: HashMap::new(),
             down: HashSet::new(),
@@ -502,6 +508,7 @@ impl Supervisor {
         for name in self.unit_names() {
             self.supervise_unit(&name, now).await;
         }
+        self.supervise_containers(now);
         self.persist();
         self.start_prefetch();
         // One snapshot a sweep: with a resource read started, when its

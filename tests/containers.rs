@@ -313,3 +313,117 @@ fn the_daemon_watches_containers_by_their_engines_events() {
     let again = sb.wait_check("gw.container:state", "pass", Duration::from_secs(5));
     assert_eq!(again["observed_value"], "running");
 }
+
+/// The journal events of `kind` about `key` (UNITWATCH_UNIT).
+fn events_of(sb: &Sandbox, kind: &str, key: &str) -> Vec<serde_json::Value> {
+    sb.journal(&format!("UNITWATCH_EVENT={kind} UNITWATCH_UNIT={key}"))
+}
+
+#[test]
+fn a_failed_container_is_brought_back_on_the_backoff() {
+    let sb = Sandbox::boot("containers-recovery");
+    sb.start_engine();
+    sb.docker(&format!(
+        "run -d --name gw --network host {IMAGE} /bin/busybox nc -ll -p 4002 -e /bin/cat"
+    ));
+    sb.docker(&format!(
+        "run -d --name pol --restart always --network none {IMAGE} /bin/busybox sleep 1000"
+    ));
+    sb.docker(&format!(
+        "run -d --name byhand --network none {IMAGE} /bin/busybox sleep 1000"
+    ));
+    let mut config =
+        String::from("[daemon]\ninterval = \"60s\"\n[backoff]\ninitial = \"1s\"\nfactor = 2.0\n");
+    for n in ["gw", "pol", "byhand"] {
+        config += &format!("[[container]]\nname = \"{n}\"\nengine = \"unix:///run/docker.sock\"\n");
+    }
+    sb.start_unitwatch(&config, "");
+    for n in ["gw", "pol", "byhand"] {
+        reach(&sb, &format!("{n}.container:state"), "pass");
+    }
+
+    // Killed: started again after the backoff's 1 s, then 2 s.
+    for (attempt, delay) in [(1, "1s"), (2, "2s")] {
+        let t = std::time::Instant::now();
+        sb.docker("kill gw");
+        let done = sb.wait_for(
+            "unit-restarted for gw.container",
+            Duration::from_secs(15),
+            || {
+                let r = events_of(&sb, "unit-restarted", "gw.container");
+                (r.len() == attempt).then(|| r[attempt - 1].clone())
+            },
+        );
+        let took = t.elapsed();
+        let planned = events_of(&sb, "restart-scheduled", "gw.container");
+        let said = harness::field(&planned[attempt - 1], "MESSAGE").to_string();
+        assert!(
+            said.starts_with(&format!("restarting gw.container in {delay}")),
+            "{said}"
+        );
+        assert!(
+            said.contains(&format!("attempt {attempt}, reason: exited")),
+            "{said}"
+        );
+        assert!(harness::field(&done, "MESSAGE").contains(&format!("attempt {attempt}")));
+        println!("docker kill to gw started again (attempt {attempt}, backoff {delay}): {took:?}");
+        assert!(
+            took >= Duration::from_secs(attempt as u64),
+            "{took:?}: before the backoff"
+        );
+        let s = reach(&sb, "gw.container:state", "pass");
+        assert_eq!(s["observed_value"], "running");
+    }
+    let b = sb.backoff_json();
+    assert_eq!(b["units"]["gw.container"]["attempts"], 2, "{b}");
+
+    // docker stop by hand is not undone; the engine's own restart policy
+    // is not doubled.
+    sb.docker("stop -t 1 byhand");
+    // A crash, not docker kill (which the engine takes as an operator's
+    // stop, and its policy then leaves alone).
+    sb.ok("kill -9 $(docker -H unix:///run/docker.sock inspect -f '{{.State.Pid}}' pol)");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(events_of(&sb, "unit-restarted", "byhand.container").is_empty());
+    let byhand = reach(&sb, "byhand.container:state", "fail");
+    assert!(
+        byhand["output"]
+            .as_str()
+            .unwrap()
+            .contains("stopped by hand (docker stop): not restarted"),
+        "{byhand}"
+    );
+    assert!(events_of(&sb, "restart-scheduled", "pol.container").is_empty());
+    assert!(events_of(&sb, "unit-restarted", "pol.container").is_empty());
+    reach(&sb, "pol.container:state", "pass");
+    let pol: u64 = sb
+        .docker("inspect -f '{{.RestartCount}}' pol")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pol >= 1, "the engine restarted pol itself");
+
+    // The plan survives a restart of the daemon: killed, its restart due
+    // in 4 s, the daemon restarted meanwhile, and the restart still made
+    // (attempt 3), not started over.
+    sb.docker("kill gw");
+    sb.wait_for("the third restart planned", Duration::from_secs(10), || {
+        (events_of(&sb, "restart-scheduled", "gw.container").len() == 3).then_some(())
+    });
+    sb.ok("systemctl restart unitwatch");
+    let third = sb.wait_for("the third restart", Duration::from_secs(20), || {
+        let r = events_of(&sb, "unit-restarted", "gw.container");
+        (r.len() == 3).then(|| r[2].clone())
+    });
+    assert!(
+        harness::field(&third, "MESSAGE").contains("attempt 3"),
+        "{third}"
+    );
+    reach(&sb, "gw.container:state", "pass");
+    // And a stop by hand stays a stop across the daemon's restart too:
+    // read from the engine's history, not restarted.
+    sb.ok("systemctl restart unitwatch");
+    reach(&sb, "gw.container:state", "pass");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(events_of(&sb, "unit-restarted", "byhand.container").is_empty());
+}

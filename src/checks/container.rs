@@ -13,8 +13,9 @@
 //!
 //! The engine's events re-run them within milliseconds of a death; the
 //! watcher's full read every `interval` is the safety net and samples the
-//! memory. Recovery (restart with backoff, `ready` checks) is not built
-//! yet: a failing container is reported, not restarted.
+//! memory. With `restart` (the default) the supervisor brings a failing
+//! container back (daemon/containers.rs); readiness after a restart
+//! (`ready`, `ready_timeout`) is not built yet.
 
 use std::sync::Arc;
 
@@ -42,10 +43,17 @@ pub struct ContainerConfig {
     pub label: Option<String>,
     #[serde(default = "default_engine")]
     pub engine: String,
+    /// Restart it when it fails (on the backoff and the hourly cap).
+    #[serde(default = "yes")]
+    pub restart: bool,
     #[serde(default)]
     pub memory_warn: Option<ByteSize>,
     #[serde(default)]
     pub memory_crit: Option<ByteSize>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_engine() -> String {
@@ -62,6 +70,7 @@ impl ContainerConfig {
         Watched {
             name: self.name.clone(),
             label: self.label.clone(),
+            memory: self.memory_warn.is_some() || self.memory_crit.is_some(),
         }
     }
 }
@@ -91,6 +100,8 @@ pub const KIND: Kind = Kind {
             "Watch every container carrying this label (key=value) instead of the one called name, which is then only the name shown. The state fails while any of them is not running."),
         KeyDoc::section("[container]", "engine", "\"unix:///var/run/docker.sock\"", "\"unix:///run/podman/podman.sock\"",
             "The Docker Engine API socket: dockerd's, or Podman's Docker-compatible service (rootful /run/podman/podman.sock, rootless /run/user/UID/podman/podman.sock). Access to it is root-equivalent: see the README."),
+        KeyDoc::section("[container]", "restart", "true", "true",
+            "Bring the container back when it exits or dies (not after docker stop, and not while its own restart policy is bringing it back) or turns unhealthy: it is started (an unhealthy one restarted) through the engine on the same backoff, hourly cap and backoff.json as units, under the name NAME.container."),
         KeyDoc::section("[container]", "memory_warn", "none", "\"1.5GiB\"",
             "Warn when the container uses more memory than this (in use, without reclaimable page cache, as docker stats counts it)."),
         KeyDoc::section("[container]", "memory_crit", "none", "\"1.7GiB\"",
@@ -217,8 +228,10 @@ fn trouble(c: &Container) -> Option<String> {
         if !c.finished_at.is_empty() && !c.finished_at.starts_with("0001-") {
             s += &format!(" since {}", c.finished_at);
         }
-        if c.engine_restarts {
-            s += "; its restart policy is bringing it back";
+        if c.stopped {
+            s += "; stopped by hand (docker stop): not restarted";
+        } else if c.engine_restarting() {
+            s += ": its restart policy is bringing it back";
         }
         return Some(s);
     }
@@ -319,6 +332,7 @@ mod tests {
             engine_restarts: false,
             finished_at: "0001-01-01T00:00:00Z".into(),
             memory: Some(MemoryUse { used: Some(100 << 20), limit: Some(1 << 30) }),
+            stopped: false,
         }
     }
 
@@ -345,9 +359,10 @@ mod tests {
         assert!(e.contains("container[1].name") && e.contains("watched twice"), "{e}");
         let e = cfg("[[container]]\nname = \"gw\"\nmemory_warn = \"2GiB\"\nmemory_crit = \"1GiB\"\n").unwrap_err();
         assert!(e.contains("container[0].memory_warn"), "{e}");
-        // Recovery is not built yet: its keys are refused, not ignored.
-        let e = cfg("[[container]]\nname = \"gw\"\nrestart = true\n").unwrap_err();
-        assert!(e.contains("restart"), "{e}");
+        // Readiness after a restart is not built yet: its keys are
+        // refused, not ignored.
+        let e = cfg("[[container]]\nname = \"gw\"\nready = [\"gw:port\"]\n").unwrap_err();
+        assert!(e.contains("ready"), "{e}");
     }
 
     #[test]
@@ -357,7 +372,7 @@ mod tests {
         let keys: Vec<&str> = defs.iter().map(|d| d.key()).collect();
         assert_eq!(keys, ["gw.service.container:state", "gw.service.container:memory"]);
         assert_eq!(defs[0].event, EventKind::UnitFailed);
-        assert_eq!(engines(&c), [(DEFAULT_ENGINE.to_string(), vec![Watched { name: "gw.service".into(), label: None }])]);
+        assert_eq!(engines(&c), [(DEFAULT_ENGINE.to_string(), vec![Watched { name: "gw.service".into(), label: None, memory: true }])]);
     }
 
     #[test]

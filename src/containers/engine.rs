@@ -201,7 +201,37 @@ impl Engine {
     /// or that carry one of `labels`, from now on.
     pub async fn events(&self, names: &[&str], labels: &[&str]) -> Result<Events, EngineError> {
         let f = api::event_filters(names, labels);
-        let path = format!("/events?filters={f}");
+        self.stream(format!("/events?filters={f}")).await
+    }
+
+    /// What the engine still holds of container `id`'s events between two
+    /// times (s since the epoch): a past stream, which ends at `until`.
+    pub async fn history(
+        &self,
+        id: &str,
+        since: f64,
+        until: f64,
+    ) -> Result<Vec<Event>, EngineError> {
+        let f = api::filters(&[("type", &["container"]), ("container", &[id])]);
+        let mut s = self
+            .stream(format!(
+                "/events?since={since:.3}&until={until:.3}&filters={f}"
+            ))
+            .await?;
+        let mut out = Vec::new();
+        let read = async {
+            while let Some(e) = s.next().await? {
+                out.push(e);
+            }
+            Ok::<_, EngineError>(())
+        };
+        tokio::time::timeout(self.timeout, read)
+            .await
+            .map_err(|_| self.timeout_err("GET /events", self.timeout))??;
+        Ok(out)
+    }
+
+    async fn stream(&self, path: String) -> Result<Events, EngineError> {
         let request = "GET /events".to_string();
         let io = self.connect().await?;
         let send = async {

@@ -10,7 +10,7 @@
 //! the stream is subscribed again every second, and a full read follows
 //! the new subscription, so nothing that happened in between is missed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
@@ -32,6 +32,8 @@ pub struct Watched {
     /// `key=value`: the containers carrying it; else the container named
     /// `name`.
     pub label: Option<String>,
+    /// Its memory is graded: sample it (a stats request per container).
+    pub memory: bool,
 }
 
 impl Watched {
@@ -64,6 +66,9 @@ pub struct Container {
     pub finished_at: String,
     /// None when not running, or the engine gave no figure.
     pub memory: Option<MemoryUse>,
+    /// Stopped by hand (`docker stop`: a `stop` event since its last
+    /// start): not a failure to recover from, as `systemctl stop` is not.
+    pub stopped: bool,
 }
 
 impl Container {
@@ -85,7 +90,25 @@ impl Container {
             engine_restarts: i.engine_restarts(),
             finished_at: i.state.finished_at.clone(),
             memory,
+            stopped: false,
         }
+    }
+
+    /// Is it failing in a way a restart may mend: exited or dead (not
+    /// stopped by hand), or running but unhealthy. One the engine's own
+    /// restart policy is bringing back is `restarting` (the engine marks it
+    /// so before it tells the death), and is left to it; one the policy
+    /// has given up on (or that a `docker kill` took out of it) is exited.
+    pub fn needs_recovery(&self) -> bool {
+        if self.running {
+            return self.health.as_ref().is_some_and(|(h, _)| h == "unhealthy");
+        }
+        matches!(self.status.as_str(), "exited" | "dead") && !self.stopped
+    }
+
+    /// The engine's restart policy is bringing it back.
+    pub fn engine_restarting(&self) -> bool {
+        self.status == "restarting"
     }
 }
 
@@ -105,23 +128,143 @@ pub struct News {
     pub at: Option<SystemTime>,
 }
 
-/// Starts one watcher task per engine; their news arrive on the receiver.
-/// `every` is the full read's interval.
-pub fn start(
-    engines: Vec<(Engine, Vec<Watched>)>,
-    every: Duration,
-) -> (mpsc::Receiver<News>, Vec<tokio::task::JoinHandle<()>>) {
-    // Bounded: a watcher that gets ahead of the loop waits (it only holds
-    // the engine's stream meanwhile, which the engine buffers).
-    let (tx, rx) = mpsc::channel(256);
-    let tasks = engines
-        .into_iter()
-        .map(|(engine, watched)| tokio::spawn(watch(engine, watched, every, tx.clone())))
-        .collect();
-    (rx, tasks)
+/// What a watcher tells the supervisor.
+#[derive(Debug, Clone)]
+pub enum Message {
+    News(News),
+    /// The answer to a [`Command::Recover`]: what was done (none: nothing
+    /// needed it any more), or why it could not be.
+    Recovered {
+        name: String,
+        result: Result<Option<String>, String>,
+    },
 }
 
-async fn watch(engine: Engine, watched: Vec<Watched>, every: Duration, tx: mpsc::Sender<News>) {
+/// What the supervisor asks of a watcher.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Bring back the failing containers of watched name `name`: start
+    /// the exited ones, restart the unhealthy ones.
+    Recover { name: String },
+}
+
+/// How long a container gets to stop when restarted (then it is killed).
+const STOP_SECS: u32 = 10;
+
+/// The running watchers: their messages, and where to send each watched
+/// name's commands.
+pub struct Watchers {
+    pub messages: mpsc::Receiver<Message>,
+    pub commands: HashMap<String, mpsc::Sender<Command>>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts one watcher task per engine. `every` is the full read's
+/// interval.
+pub fn start(engines: Vec<(Engine, Vec<Watched>)>, every: Duration) -> Watchers {
+    // Bounded: a watcher that gets ahead of the loop waits (it only holds
+    // the engine's stream meanwhile, which the engine buffers).
+    let (tx, messages) = mpsc::channel(256);
+    let mut commands = HashMap::new();
+    let mut tasks = Vec::new();
+    for (engine, watched) in engines {
+        let (ctx, crx) = mpsc::channel(16);
+        for w in &watched {
+            commands.insert(w.name.clone(), ctx.clone());
+        }
+        tasks.push(tokio::spawn(watch(engine, watched, every, tx.clone(), crx)));
+    }
+    Watchers {
+        messages,
+        commands,
+        tasks,
+    }
+}
+
+/// What a watcher knows of how its containers stopped.
+#[derive(Default)]
+struct Stops {
+    /// Containers (by ID) with a `stop` event since their last start.
+    by_hand: HashSet<String>,
+    /// Exits already judged, by container ID: that exit's FinishedAt and
+    /// whether it was by hand.
+    known: HashMap<String, (String, bool)>,
+}
+
+impl Stops {
+    fn saw(&mut self, verb: &str, id: &str) {
+        match verb {
+            "stop" => {
+                self.by_hand.insert(id.to_string());
+            }
+            "start" => {
+                self.by_hand.remove(id);
+                self.known.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Marks each stopped container of `seen` as stopped by hand or not.
+    /// An exit seen as it happens (`live`: on its die event) is not by
+    /// hand unless a stop event follows (it comes after the die). One not
+    /// seen (before the subscription) is looked up in the engine's
+    /// history; where that cannot tell, it is taken as by hand: a
+    /// container an operator stopped is never started behind their back.
+    async fn mark(&mut self, engine: &Engine, seen: &mut Seen, live: bool) {
+        let Ok(list) = seen else { return };
+        for c in list.iter_mut().filter(|c| !c.running) {
+            if self.by_hand.contains(&c.id) {
+                c.stopped = true;
+                continue;
+            }
+            if let Some((at, by_hand)) = self.known.get(&c.id) {
+                if *at == c.finished_at {
+                    c.stopped = *by_hand;
+                    continue;
+                }
+            }
+            let by_hand = if live {
+                false
+            } else {
+                stopped_by_hand(engine, c).await
+            };
+            self.known
+                .insert(c.id.clone(), (c.finished_at.clone(), by_hand));
+            c.stopped = by_hand;
+        }
+    }
+}
+
+/// Was `c`'s exit a `docker stop`, by the engine's history around it?
+async fn stopped_by_hand(engine: &Engine, c: &Container) -> bool {
+    let Ok(t) = humantime::parse_rfc3339_weak(&c.finished_at) else {
+        return true;
+    };
+    let at = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    match engine.history(&c.id, at - 5.0, at + 2.0).await {
+        Ok(evs) => evs.iter().any(|e| e.verb() == "stop"),
+        Err(e) => {
+            log::warn!(
+                "{}: cannot tell how {} stopped ({e}): not restarting it",
+                engine.uri(),
+                c.name
+            );
+            true
+        }
+    }
+}
+
+async fn watch(
+    engine: Engine,
+    watched: Vec<Watched>,
+    every: Duration,
+    tx: mpsc::Sender<Message>,
+    mut commands: mpsc::Receiver<Command>,
+) {
     let names: Vec<&str> = watched
         .iter()
         .filter(|w| w.label.is_none())
@@ -139,10 +282,11 @@ async fn watch(engine: Engine, watched: Vec<Watched>, every: Duration, tx: mpsc:
             let name = name.to_string();
             async move {
                 if changed {
-                    let _ = tx.send(News { name, seen, at }).await;
+                    let _ = tx.send(Message::News(News { name, seen, at })).await;
                 }
             }
         };
+    let mut stops = Stops::default();
     loop {
         let mut events = match engine.events(&names, &labels).await {
             Ok(e) => e,
@@ -151,14 +295,22 @@ async fn watch(engine: Engine, watched: Vec<Watched>, every: Duration, tx: mpsc:
                 for w in &watched {
                     send(&mut last, &w.name, Err(why.clone()), None).await;
                 }
-                tokio::time::sleep(RESUBSCRIBE_EVERY).await;
+                // Asked to recover meanwhile: the engine cannot be asked.
+                let until = tokio::time::Instant::now() + RESUBSCRIBE_EVERY;
+                while let Ok(Some(Command::Recover { name })) =
+                    tokio::time::timeout_at(until, commands.recv()).await
+                {
+                    let result = Err(why.clone());
+                    let _ = tx.send(Message::Recovered { name, result }).await;
+                }
                 continue;
             }
         };
         // Subscribed first, then read: what changes in between is on the
         // stream.
         for w in &watched {
-            let seen = read(&engine, w).await;
+            let mut seen = read(&engine, w).await;
+            stops.mark(&engine, &mut seen, false).await;
             send(&mut last, &w.name, seen, None).await;
         }
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -170,8 +322,10 @@ async fn watch(engine: Engine, watched: Vec<Watched>, every: Duration, tx: mpsc:
                         let Some(cname) = ev.name().map(str::to_string) else { continue };
                         let at = (ev.time_nano > 0)
                             .then(|| SystemTime::UNIX_EPOCH + Duration::from_nanos(ev.time_nano as u64));
+                        stops.saw(ev.verb(), &ev.actor.id);
                         for w in watched.iter().filter(|w| w.selects(&cname, |l| ev.has_label(l))) {
-                            let seen = read(&engine, w).await;
+                            let mut seen = read(&engine, w).await;
+                            stops.mark(&engine, &mut seen, true).await;
                             send(&mut last, &w.name, seen, at).await;
                         }
                     }
@@ -180,9 +334,17 @@ async fn watch(engine: Engine, watched: Vec<Watched>, every: Duration, tx: mpsc:
                 },
                 _ = tick.tick() => {
                     for w in &watched {
-                        let seen = read(&engine, w).await;
+                        let mut seen = read(&engine, w).await;
+                        stops.mark(&engine, &mut seen, false).await;
                         send(&mut last, &w.name, seen, None).await;
                     }
+                }
+                Some(Command::Recover { name }) = commands.recv() => {
+                    let result = match watched.iter().find(|w| w.name == name) {
+                        Some(w) => recover(&engine, w, &last).await.map(|d| (!d.is_empty()).then(|| d.join(", "))),
+                        None => Err(format!("{name} is not watched through {}", engine.uri())),
+                    };
+                    let _ = tx.send(Message::Recovered { name, result }).await;
                 }
             }
         };
@@ -190,6 +352,35 @@ async fn watch(engine: Engine, watched: Vec<Watched>, every: Duration, tx: mpsc:
         drop(events);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Brings back `w`'s failing containers, as last read: starts the
+/// exited ones, restarts the unhealthy ones. What was done (nothing, when
+/// none needs it any more: the engine's policy or an operator was first).
+async fn recover(
+    engine: &Engine,
+    w: &Watched,
+    last: &HashMap<String, Seen>,
+) -> Result<Vec<String>, String> {
+    let Some(Ok(list)) = last.get(&w.name) else {
+        return Err(format!("nothing is known of {} to recover", w.name));
+    };
+    let mut done = Vec::new();
+    for c in list.iter().filter(|c| c.needs_recovery()) {
+        let r = if c.running {
+            engine
+                .restart(&c.id, STOP_SECS)
+                .await
+                .map(|()| format!("restarted {}", c.name))
+        } else {
+            engine
+                .start(&c.id)
+                .await
+                .map(|()| format!("started {}", c.name))
+        };
+        done.push(r.map_err(|e| e.to_string())?);
+    }
+    Ok(done)
 }
 
 /// Every watched name's containers, read once (`unitwatchd check`).
@@ -232,7 +423,7 @@ async fn read(engine: &Engine, w: &Watched) -> Seen {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let memory = if i.state.running {
+        let memory = if i.state.running && w.memory {
             match engine.memory(&i.id).await {
                 Ok(m) => Some(m),
                 Err(EngineError::Status { .. }) => None,
@@ -256,11 +447,13 @@ mod tests {
         let by_name = Watched {
             name: "gw".into(),
             label: None,
+            memory: false,
         };
         assert!(by_name.selects("gw", |_| false) && !by_name.selects("gw2", |_| true));
         let by_label = Watched {
             name: "ibkr".into(),
             label: Some("app=ibkr".into()),
+            memory: true,
         };
         assert!(by_label.selects("anything", |l| l == "app=ibkr"));
         assert!(!by_label.selects("ibkr", |_| false));

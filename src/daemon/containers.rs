@@ -1,14 +1,22 @@
 //! The watched containers in the supervisor: the engines' watchers
-//! (`containers::watch`) started with the checks, and their news taken in:
-//! the table the container checks read is updated, and that container's
-//! checks re-run at once, as a unit's are on its D-Bus signal.
+//! (`containers::watch`) started with the checks, their news taken in (the
+//! table the container checks read is updated, and that container's checks
+//! re-run at once, as a unit's are on its D-Bus signal), and recovery: a
+//! failing container's restart planned on the same backoff, hourly cap and
+//! backoff.json as a unit's (under the key `NAME.container`), and issued
+//! through its watcher when due, so the loop never waits on the engine.
 
 use super::*;
-use crate::containers::watch::{self, News};
+use crate::containers::watch::{self, Command, Container, Message, News};
 use crate::containers::Engine;
 
 /// How long the start waits for the engines' first answers.
-const FIRST_READ: Duration = Duration::from_secs(2);
+const FIRST_READ: Duration = Duration::from_secs(3);
+
+/// The backoff key of watched container `name`.
+fn key(name: &str) -> String {
+    format!("{name}.container")
+}
 
 impl Supervisor {
     /// Starts the watchers the configuration asks for, ending the old
@@ -18,6 +26,8 @@ impl Supervisor {
             t.abort();
         }
         self.container_news = None;
+        self.container_cmds.clear();
+        self.container_recovering.clear();
         let engines: Vec<(Engine, Vec<watch::Watched>)> = checks::container::engines(&self.config)
             .into_iter()
             // The configuration's validation has accepted each URI.
@@ -35,9 +45,10 @@ impl Supervisor {
         if engines.is_empty() {
             return;
         }
-        let (rx, tasks) = watch::start(engines, self.config.daemon.interval);
-        self.container_news = Some(rx);
-        self.container_tasks = tasks;
+        let w = watch::start(engines, self.config.daemon.interval);
+        self.container_news = Some(w.messages);
+        self.container_cmds = w.commands;
+        self.container_tasks = w.tasks;
     }
 
     /// Takes in the watchers' first reads, for up to [`FIRST_READ`], so the
@@ -56,16 +67,47 @@ impl Supervisor {
                 return;
             };
             match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(news)) => {
+                Ok(Some(Message::News(news))) => {
                     self.containers.insert(news.name, news.seen);
                 }
+                Ok(Some(Message::Recovered { .. })) => {}
                 _ => return,
+            }
+        }
+        // Decided by the sweep's checks, then here.
+    }
+
+    /// A watcher's message.
+    pub(super) fn on_container_message(&mut self, m: Message) {
+        match m {
+            Message::News(news) => self.on_container(news),
+            Message::Recovered { name, result } => {
+                self.container_recovering.remove(&name);
+                let k = key(&name);
+                match result {
+                    Ok(None) => {
+                        // Back by itself before its turn: not a restart.
+                        let e = self.store.entry(&k);
+                        e.pending_restart_at = None;
+                        e.pending_reason = None;
+                        self.dirty = true;
+                        log::info!(unitwatch_unit = k.as_str(); "planned restart of {k} not needed: it is back");
+                    }
+                    Ok(Some(done)) => {
+                        log::debug!("{k}: {done}");
+                        self.restarted(k, SystemTime::now(), Ok(()));
+                    }
+                    Err(e) => self.restarted(k, SystemTime::now(), Err(e)),
+                }
+                self.persist();
+                self.publish_soon();
             }
         }
     }
 
-    /// A watcher's news: the table updated, the container's checks run.
-    pub(super) fn on_container(&mut self, news: News) {
+    /// News: the table updated, the container's checks run, its recovery
+    /// decided.
+    fn on_container(&mut self, news: News) {
         if let Some(at) = news.at {
             if let Ok(d) = SystemTime::now().duration_since(at) {
                 log::debug!(
@@ -74,17 +116,227 @@ impl Supervisor {
                 );
             }
         }
-        let component = format!("{}.container", news.name);
+        let component = key(&news.name);
+        let name = news.name.clone();
         self.containers.insert(news.name, news.seen);
         self.run_checks_where(|d| d.unit.as_deref() == Some(component.as_str()));
+        self.supervise_container(&name, SystemTime::now());
+        self.persist();
         self.publish_soon();
+    }
+
+    /// Every watched container decided on (the sweep's safety net).
+    pub(super) fn supervise_containers(&mut self, now: SystemTime) {
+        let names: Vec<String> = self
+            .config
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        for n in names {
+            self.supervise_container(&n, now);
+        }
+    }
+
+    /// Plans a failing container's recovery, notes a healthy one's health,
+    /// or cancels a restart planned for one an operator has stopped since.
+    fn supervise_container(&mut self, name: &str, now: SystemTime) {
+        let Some(cfg) = self.config.containers.iter().find(|c| c.name == name) else {
+            return;
+        };
+        if !cfg.restart {
+            return;
+        }
+        let Some(Ok(list)) = self.containers.get(name) else {
+            // The engine unreachable, or not asked yet: nothing to do
+            // through it.
+            return;
+        };
+        let k = key(name);
+        match decide(list) {
+            Decision::Healthy => {
+                let out = self.store.entry(&k).record_healthy(now, &self.policy);
+                self.dirty |= out.cancelled || out.reset;
+                if out.reset {
+                    Event::new(
+                        Kind::BackoffReset,
+                        Severity::Info,
+                        format!(
+                            "{k} healthy for {}: backoff starts over at {}",
+                            fmt_delay(self.policy.reset_after),
+                            fmt_delay(self.policy.initial)
+                        ),
+                    )
+                    .unit(&k)
+                    .quiet()
+                    .emit();
+                }
+            }
+            Decision::Recover(reason) => {
+                if self.container_recovering.contains(name)
+                    || self.store.entry(&k).pending_restart_at.is_some()
+                {
+                    return;
+                }
+                self.store.entry(&k).record_failure(now);
+                self.plan(&k, now, reason);
+            }
+            Decision::Leave(why) => {
+                let e = self.store.entry(&k);
+                if e.pending_restart_at.take().is_some() {
+                    e.pending_reason = None;
+                    self.dirty = true;
+                    log::info!(unitwatch_unit = k.as_str(); "planned restart of {k} cancelled: {why}");
+                }
+            }
+        }
+    }
+
+    /// The watched containers whose restart is due.
+    pub(super) fn containers_due(&self, now: SystemTime) -> Vec<String> {
+        self.config
+            .containers
+            .iter()
+            .filter(|c| c.restart && !self.container_recovering.contains(&c.name))
+            .filter(|c| {
+                self.store
+                    .units
+                    .get(&key(&c.name))
+                    .and_then(|u| u.pending_restart_at)
+                    .is_some_and(|t| t.0 <= now)
+            })
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// When the next planned container restart is due.
+    pub(super) fn next_container_deadline(&self) -> Option<SystemTime> {
+        self.config
+            .containers
+            .iter()
+            .filter(|c| c.restart && !self.container_recovering.contains(&c.name))
+            .filter_map(|c| self.store.units.get(&key(&c.name))?.pending_restart_at)
+            .map(|t| t.0)
+            .min()
+    }
+
+    /// Asks the watchers to recover the containers that are due; each
+    /// answer comes back as a message.
+    pub(super) fn recover_due_containers(&mut self, now: SystemTime) {
+        for name in self.containers_due(now) {
+            let sent = match self.container_cmds.get(&name) {
+                Some(tx) => tx
+                    .try_send(Command::Recover { name: name.clone() })
+                    .map_err(|e| format!("its watcher cannot take the request: {e}")),
+                None => Err("no watcher runs for it".to_string()),
+            };
+            match sent {
+                Ok(()) => {
+                    self.container_recovering.insert(name);
+                }
+                Err(why) => self.restarted(key(&name), now, Err(why)),
+            }
+        }
     }
 }
 
-/// The next news of the watchers, or never when none run.
-pub(super) async fn next_news(rx: &mut Option<tokio::sync::mpsc::Receiver<News>>) -> Option<News> {
+/// What a container's state calls for.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    /// Every container runs, none unhealthy.
+    Healthy,
+    /// One or more need a restart, for this reason.
+    Recover(&'static str),
+    /// Failing, but not for unitwatch to restart (why).
+    Leave(&'static str),
+}
+
+/// The decision on one watched name's containers: pure, so it is tested
+/// without an engine.
+fn decide(list: &[Container]) -> Decision {
+    if list.is_empty() {
+        return Decision::Leave("no container to restart");
+    }
+    let unhealthy = |c: &Container| c.health.as_ref().is_some_and(|(h, _)| h == "unhealthy");
+    if list.iter().all(|c| c.running && !unhealthy(c)) {
+        return Decision::Healthy;
+    }
+    match list.iter().find(|c| c.needs_recovery()) {
+        Some(c) if c.oom_killed && !c.running => Decision::Recover("oom-killed"),
+        Some(c) if c.running => Decision::Recover("unhealthy"),
+        Some(_) => Decision::Recover("exited"),
+        None if list.iter().any(Container::engine_restarting) => {
+            Decision::Leave("its restart policy is bringing it back")
+        }
+        None => Decision::Leave("stopped by hand"),
+    }
+}
+
+/// The next message of the watchers, or never when none run.
+pub(super) async fn next_message(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<Message>>,
+) -> Option<Message> {
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(status: &str) -> Container {
+        Container {
+            id: "id".into(),
+            name: "gw".into(),
+            status: status.into(),
+            running: status == "running",
+            exit_code: 137,
+            oom_killed: false,
+            health: None,
+            restart_count: 0,
+            engine_restarts: false,
+            finished_at: String::new(),
+            memory: None,
+            stopped: false,
+        }
+    }
+
+    #[test]
+    fn a_container_is_restarted_only_when_unitwatch_should() {
+        assert_eq!(decide(&[c("running")]), Decision::Healthy);
+        assert_eq!(decide(&[c("exited")]), Decision::Recover("exited"));
+        let mut oom = c("exited");
+        oom.oom_killed = true;
+        assert_eq!(decide(&[oom]), Decision::Recover("oom-killed"));
+        let mut sick = c("running");
+        sick.health = Some(("unhealthy".into(), None));
+        assert_eq!(decide(&[sick]), Decision::Recover("unhealthy"));
+        let mut starting = c("running");
+        starting.health = Some(("starting".into(), None));
+        assert_eq!(decide(&[starting]), Decision::Healthy);
+        // docker stop by hand is not overruled, and the engine's own
+        // restart policy is not doubled.
+        let mut stopped = c("exited");
+        stopped.stopped = true;
+        assert_eq!(decide(&[stopped]), Decision::Leave("stopped by hand"));
+        let mut restarting = c("restarting");
+        restarting.engine_restarts = true;
+        assert_eq!(
+            decide(&[restarting]),
+            Decision::Leave("its restart policy is bringing it back")
+        );
+        // A policy the engine gave up on (or a docker kill took it out
+        // of): nobody else brings it back.
+        let mut given_up = c("exited");
+        given_up.engine_restarts = true;
+        assert_eq!(decide(&[given_up]), Decision::Recover("exited"));
+        // One of a label's containers down is enough.
+        assert_eq!(
+            decide(&[c("running"), c("exited")]),
+            Decision::Recover("exited")
+        );
+        assert_eq!(decide(&[]), Decision::Leave("no container to restart"));
     }
 }

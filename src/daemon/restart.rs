@@ -180,7 +180,10 @@ impl Supervisor {
 
     /// When the next planned restart is due.
     pub(super) fn next_deadline(&self) -> Option<SystemTime> {
-        self.bus.as_ref()?;
+        let containers = self.next_container_deadline();
+        if self.bus.is_none() {
+            return containers;
+        }
         // Asked at every turn of the loop (with many probes, hundreds of
         // times a second): the rare pending restart first, the config's
         // linear lookup only for it.
@@ -190,6 +193,7 @@ impl Supervisor {
             .filter_map(|(n, u)| u.pending_restart_at.map(|t| (n, t.0)))
             .filter(|(n, _)| self.unit_config(n).is_some_and(|u| u.restart()))
             .map(|(_, t)| t)
+            .chain(containers)
             .min()
     }
 
@@ -203,6 +207,8 @@ impl Supervisor {
     /// come back.
     pub(super) async fn restart_due(&mut self) {
         let now = SystemTime::now();
+        // Containers through their watchers, which answer by message.
+        self.recover_due_containers(now);
         let due: Vec<String> = self
             .store
             .units
@@ -249,7 +255,7 @@ impl Supervisor {
             }))
             .buffered(RESTARTS_IN_FLIGHT);
         while let Some((name, outcome)) = answers.next().await {
-            self.restarted(name, now, outcome);
+            self.restarted(name, now, outcome.map_err(|e| e.to_string()));
             #[cfg(feature = "test-hooks")]
             self.test_late_read("test-late-read-restart", false).await;
         }
@@ -257,13 +263,9 @@ impl Supervisor {
         self.publish_soon();
     }
 
-    /// Records and tells one restart's answer from systemd.
-    fn restarted(
-        &mut self,
-        name: String,
-        now: SystemTime,
-        outcome: Result<(), crate::systemd::SystemdError>,
-    ) {
+    /// Records and tells one restart's answer (from systemd, or a
+    /// container's engine).
+    pub(super) fn restarted(&mut self, name: String, now: SystemTime, outcome: Result<(), String>) {
         let entry = self.store.entry(&name);
         let reason = entry.pending_reason.clone().unwrap_or_default();
         let delay = entry.next_delay(&self.policy);

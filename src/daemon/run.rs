@@ -188,7 +188,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
                     sup.on_probe(done).await;
                 }
             }
-            Some(news) = containers::next_news(&mut sup.container_news) => sup.on_container(news),
+            Some(m) = containers::next_message(&mut sup.container_news) => sup.on_container_message(m),
             answers = sup.prefetch.next() => sup.on_prefetched(answers),
             answers = sup.resources.next() => sup.on_resources(answers),
             _ = next_journal(&mut sup.journal) => sup.on_journal().await,
