@@ -426,4 +426,10 @@ fn a_failed_container_is_brought_back_on_the_backoff() {
     reach(&sb, "gw.container:state", "pass");
     std::thread::sleep(Duration::from_secs(3));
     assert!(events_of(&sb, "unit-restarted", "byhand.container").is_empty());
+    // Its backoff is reset by name, as a unit's is.
+    sb.ok(&format!(
+        "{} backoff reset gw.container",
+        harness::unitwatchd_bin().display()
+    ));
+    assert!(sb.backoff_json()["units"].get("gw.container").is_none());
 }

@@ -291,7 +291,12 @@ impl StateCheck for MemoryOf {
             .filter_map(|c| c.memory.and_then(|m| m.used.map(|u| (c, u, m.limit))))
             .collect();
         let Some(&(top, bytes, limit)) = used.iter().max_by_key(|(_, u, _)| *u) else {
-            return Outcome::new(Status::Pass, serde_json::Value::Null, Some("bytes")).with_output("not running");
+            let said = if list.iter().any(|c| c.running) {
+                "no memory sample from the engine yet"
+            } else {
+                "not running"
+            };
+            return Outcome::new(Status::Pass, serde_json::Value::Null, Some("bytes")).with_output(said);
         };
         let status = grade(bytes as f64, self.warn.map(|b| b.0 as f64), self.crit.map(|b| b.0 as f64));
         let of_limit = limit.map(|l| format!(" of its {} limit", ByteSize(l))).unwrap_or_default();

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod sample;
 pub mod watch;
 
 pub use api::{Event, Inspect, MemoryUse, Summary};

@@ -16,10 +16,14 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 use super::api::{Inspect, MemoryUse};
-use super::engine::{Engine, EngineError};
+use super::engine::Engine;
+use super::sample::{self, Samples};
 
 /// The wait between attempts to reach a lost engine.
 const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a memory sampling job may take.
+const SAMPLE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How long one request to the engine may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -287,6 +291,33 @@ async fn watch(
             }
         };
     let mut stops = Stops::default();
+    // The last memory sample of each container, and the job taking the
+    // next (sample.rs).
+    let mut memory = Samples::new();
+    let (mem_tx, mut mem_rx) = mpsc::channel::<Samples>(1);
+    let mut sampling: Option<tokio::task::JoinHandle<()>> = None;
+    let sample_now = |last: &HashMap<String, Seen>,
+                      sampling: &mut Option<tokio::task::JoinHandle<()>>| {
+        if sampling.as_ref().is_some_and(|j| !j.is_finished()) {
+            return;
+        }
+        let ids: Vec<String> = watched
+            .iter()
+            .filter(|w| w.memory)
+            .filter_map(|w| last.get(&w.name)?.as_ref().ok())
+            .flatten()
+            .filter(|c| c.running)
+            .map(|c| c.id.clone())
+            .collect();
+        if !ids.is_empty() {
+            *sampling = Some(sample::start(
+                engine.clone(),
+                ids,
+                every.min(SAMPLE_DEADLINE),
+                mem_tx.clone(),
+            ));
+        }
+    };
     loop {
         let mut events = match engine.events(&names, &labels).await {
             Ok(e) => e,
@@ -309,10 +340,11 @@ async fn watch(
         // Subscribed first, then read: what changes in between is on the
         // stream.
         for w in &watched {
-            let mut seen = read(&engine, w).await;
+            let mut seen = read(&engine, w, &memory).await;
             stops.mark(&engine, &mut seen, false).await;
             send(&mut last, &w.name, seen, None).await;
         }
+        sample_now(&last, &mut sampling);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let lost = loop {
@@ -324,7 +356,7 @@ async fn watch(
                             .then(|| SystemTime::UNIX_EPOCH + Duration::from_nanos(ev.time_nano as u64));
                         stops.saw(ev.verb(), &ev.actor.id);
                         for w in watched.iter().filter(|w| w.selects(&cname, |l| ev.has_label(l))) {
-                            let mut seen = read(&engine, w).await;
+                            let mut seen = read(&engine, w, &memory).await;
                             stops.mark(&engine, &mut seen, true).await;
                             send(&mut last, &w.name, seen, at).await;
                         }
@@ -334,9 +366,22 @@ async fn watch(
                 },
                 _ = tick.tick() => {
                     for w in &watched {
-                        let mut seen = read(&engine, w).await;
+                        let mut seen = read(&engine, w, &memory).await;
                         stops.mark(&engine, &mut seen, false).await;
                         send(&mut last, &w.name, seen, None).await;
+                    }
+                    sample_now(&last, &mut sampling);
+                }
+                Some(got) = mem_rx.recv() => {
+                    memory = got;
+                    // The new figures into what was last read.
+                    for w in watched.iter().filter(|w| w.memory) {
+                        let Some(Ok(list)) = last.get(&w.name) else { continue };
+                        let mut list = list.clone();
+                        for c in list.iter_mut().filter(|c| c.running) {
+                            c.memory = memory.get(&c.id).copied();
+                        }
+                        send(&mut last, &w.name, Ok(list), None).await;
                     }
                 }
                 Some(Command::Recover { name }) = commands.recv() => {
@@ -390,7 +435,22 @@ pub async fn read_once(engines: Vec<(String, Vec<Watched>)>) -> ContainerTable {
         let engine = Engine::new(&uri, REQUEST_TIMEOUT);
         for w in watched {
             let seen = match &engine {
-                Ok(e) => read(e, &w).await,
+                Ok(e) => {
+                    let mut memory = Samples::new();
+                    if w.memory {
+                        if let Ok(list) = read(e, &w, &memory).await {
+                            let ids = list
+                                .iter()
+                                .filter(|c| c.running)
+                                .map(|c| c.id.clone())
+                                .collect();
+                            let (tx, mut rx) = mpsc::channel(1);
+                            sample::start(e.clone(), ids, SAMPLE_DEADLINE, tx);
+                            memory = rx.recv().await.unwrap_or_default();
+                        }
+                    }
+                    read(e, &w, &memory).await
+                }
                 Err(e) => Err(e.to_string()),
             };
             table.insert(w.name, seen);
@@ -399,9 +459,9 @@ pub async fn read_once(engines: Vec<(String, Vec<Watched>)>) -> ContainerTable {
     table
 }
 
-/// The containers of `w`, each inspected (and its memory sampled while
-/// it runs).
-async fn read(engine: &Engine, w: &Watched) -> Seen {
+/// The containers of `w`, each inspected, with the last memory sample of
+/// each that runs.
+async fn read(engine: &Engine, w: &Watched, memory: &Samples) -> Seen {
     let ids: Vec<String> = match &w.label {
         None => vec![w.name.clone()],
         Some(l) => match engine.list(&[], &[l]).await {
@@ -423,15 +483,11 @@ async fn read(engine: &Engine, w: &Watched) -> Seen {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let memory = if i.state.running && w.memory {
-            match engine.memory(&i.id).await {
-                Ok(m) => Some(m),
-                Err(EngineError::Status { .. }) => None,
-                Err(e) => return Err(e.to_string()),
-            }
-        } else {
-            None
-        };
+        // The last sample (sample.rs), not a stats request here: one can
+        // take a second.
+        let memory = (i.state.running && w.memory)
+            .then(|| memory.get(&i.id).copied())
+            .flatten();
         out.push(Container::of(&i, memory));
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
