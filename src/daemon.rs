@@ -194,6 +194,9 @@ pub struct Supervisor {
     /// Watched containers whose recovery was asked of their watcher, and
     /// not answered yet.
     container_recovering: HashSet<String>,
+    /// Restarted containers whose ready checks are awaited: when the
+    /// restart was made, and the ready_timeout's end.
+    container_ready: HashMap<String, (SystemTime, SystemTime)>,
     /// D-Bus object path -> unit name, and back.
     by_path: HashMap<String, String>,
     paths: HashMap<String, String>,
@@ -291,6 +294,7 @@ impl Supervisor {
             container_news: None,
             container_cmds: HashMap::new(),
             container_recovering: HashSet::new(),
+            container_ready: HashMap::new(),
             by_path: HashMap::new(),
             paths: HashMap::new(),
             down: HashSet::new(),

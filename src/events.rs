@@ -90,6 +90,7 @@ pub enum Kind {
     UnitRestarted,
     RestartFailed,
     UnitRecovered,
+    RecoveryFailed,
     RestartLimit,
     BackoffReset,
     HeartbeatStale,
@@ -103,13 +104,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order the manual lists them.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::DaemonStarted,
         Kind::UnitFailed,
         Kind::RestartScheduled,
         Kind::UnitRestarted,
         Kind::RestartFailed,
         Kind::UnitRecovered,
+        Kind::RecoveryFailed,
         Kind::RestartLimit,
         Kind::BackoffReset,
         Kind::HeartbeatStale,
@@ -129,7 +131,10 @@ impl Kind {
             Kind::RestartScheduled => "a restart is planned after the current backoff delay",
             Kind::UnitRestarted => "unitwatchd asked systemd to restart the unit",
             Kind::RestartFailed => "systemd refused or failed the restart request",
-            Kind::UnitRecovered => "the unit is active again",
+            Kind::UnitRecovered => "the unit is active again (a container with ready checks: they pass after its restart)",
+            Kind::RecoveryFailed => {
+                "a restarted container's ready checks did not pass within its ready_timeout (critical)"
+            }
             Kind::RestartLimit => {
                 "max_restarts_per_hour reached: no more restarts until recovery or a backoff reset (critical)"
             }
@@ -153,6 +158,7 @@ impl Kind {
             Kind::UnitRestarted => "Unit restarted",
             Kind::RestartFailed => "Restart failed",
             Kind::UnitRecovered => "Unit recovered",
+            Kind::RecoveryFailed => "Recovery failed",
             Kind::RestartLimit => "Restart limit reached",
             Kind::BackoffReset => "Backoff reset",
             Kind::HeartbeatStale => "Heartbeat stale",
@@ -173,6 +179,7 @@ impl Kind {
             Kind::UnitRestarted => "unit-restarted",
             Kind::RestartFailed => "restart-failed",
             Kind::UnitRecovered => "unit-recovered",
+            Kind::RecoveryFailed => "recovery-failed",
             Kind::RestartLimit => "restart-limit",
             Kind::BackoffReset => "backoff-reset",
             Kind::HeartbeatStale => "heartbeat-stale",

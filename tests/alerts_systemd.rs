@@ -10,45 +10,12 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
+use harness::receiver::{events, received};
 use harness::Sandbox;
 use serde_json::Value;
 
 const WORKER: &str =
     "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=simple\nExecStart=/bin/sleep infinity\n";
-
-const RECEIVED: &str = "/var/log/alert-receiver.jsonl";
-
-/// The requests the receiver got on `path_prefix`.
-fn received(sb: &Sandbox, path_prefix: &str) -> Vec<Value> {
-    sb.read(RECEIVED)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["path"].as_str().unwrap().starts_with(path_prefix))
-        .collect()
-}
-
-/// The event names of what `path_prefix` received (discord: the embed's
-/// Event field; webhook: unitwatch.event).
-fn events(rs: &[Value]) -> Vec<String> {
-    rs.iter()
-        .map(|r| {
-            let b = &r["body"];
-            if let Some(e) = b["unitwatch"]["event"].as_str() {
-                return e.to_string();
-            }
-            b["embeds"][0]["fields"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|f| f["name"] == "Event")
-                .unwrap()["value"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
 
 fn count(v: &[String], e: &str) -> usize {
     v.iter().filter(|x| *x == e).count()
@@ -62,21 +29,7 @@ fn restarted(sb: &Sandbox) -> usize {
 #[test]
 fn a_crash_loop_alerts_once_and_the_restart_limit_pings() {
     let sb = Sandbox::boot("alerts");
-    // Copied in: the checkout may be under /tmp, which the sandbox does
-    // not see (its /tmp is a fresh tmpfs).
-    sb.write(
-        "/usr/local/share/unitwatch-test/alert_receiver.py",
-        &harness::read_repo("tests/alert_receiver.py"),
-    );
-    sb.ok(&format!(
-        "systemd-run --unit=receiver /usr/bin/python3 /usr/local/share/unitwatch-test/alert_receiver.py 8099 {RECEIVED}"
-    ));
-    sb.wait_for("the receiver", Duration::from_secs(10), || {
-        sb.sh("ss -ltn | grep -q 127.0.0.1:8099")
-            .status
-            .success()
-            .then_some(())
-    });
+    sb.start_receiver(8099);
     sb.unit("worker.service", WORKER);
     sb.ok("systemctl start worker");
     sb.start_unitwatch(

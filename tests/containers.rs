@@ -433,3 +433,100 @@ fn a_failed_container_is_brought_back_on_the_backoff() {
     ));
     assert!(sb.backoff_json()["units"].get("gw.container").is_none());
 }
+
+#[test]
+fn ready_checks_decide_recovered_or_recovery_failed() {
+    use harness::receiver::{events, received};
+    let sb = Sandbox::boot("containers-ready");
+    sb.start_engine();
+    sb.start_receiver(8099);
+    // gw serves its port every run; noport only on its first (its file
+    // system keeps the mark across a restart), so after a restart its
+    // port never answers.
+    sb.docker(&format!(
+        "run -d --name gw --network host {IMAGE} /bin/busybox nc -ll -p 4002 -e /bin/cat"
+    ));
+    sb.docker(&format!(
+        "run -d --name noport --network host {IMAGE} /bin/busybox sh -c \
+         'if [ -e /first ]; then exec sleep 1000000; fi; touch /first; exec nc -ll -p 4003 -e /bin/cat'"
+    ));
+    sb.start_unitwatch(
+        "[daemon]\ninterval = \"60s\"\n[backoff]\ninitial = \"1s\"\n\
+         [[check]]\ntype = \"tcp\"\nname = \"gw-port\"\naddress = \"127.0.0.1:4002\"\ninterval = \"1s\"\n\
+         [[check]]\ntype = \"tcp\"\nname = \"noport-port\"\naddress = \"127.0.0.1:4003\"\ninterval = \"1s\"\n\
+         [[container]]\nname = \"gw\"\nengine = \"unix:///run/docker.sock\"\nready = [\"gw-port\"]\nready_timeout = \"20s\"\n\
+         [[container]]\nname = \"noport\"\nengine = \"unix:///run/docker.sock\"\nready = [\"noport-port\"]\nready_timeout = \"3s\"\n\
+         [[alert]]\ntype = \"discord\"\nurl = \"http://127.0.0.1:8099/api/webhooks/1/d1sc0rd-t0ken\"\nmention = \"<@&4242>\"\n",
+        "",
+    );
+    reach(&sb, "gw-port:tcp", "pass");
+    reach(&sb, "noport-port:tcp", "pass");
+
+    // gw: killed, restarted after 1 s, its port back: recovered, by its
+    // ready check, not by its state alone.
+    sb.docker("kill gw");
+    let rec = sb.wait_for("gw.container recovered", Duration::from_secs(20), || {
+        events_of(&sb, "unit-recovered", "gw.container")
+            .into_iter()
+            .next()
+    });
+    let msg = harness::field(&rec, "MESSAGE");
+    assert!(
+        msg.starts_with("gw.container recovered: ready (gw-port:tcp passed)")
+            && msg.ends_with("after its restart"),
+        "{msg}"
+    );
+
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        events_of(&sb, "unit-recovered", "gw.container").len(),
+        1,
+        "its state's pass is not a second recovery"
+    );
+
+    // noport: restarted, its port never back: exactly one CRITICAL
+    // recovery-failed, with the check's output, mention on Discord.
+    sb.docker("kill noport");
+    let failed = sb.wait_for(
+        "noport.container recovery-failed",
+        Duration::from_secs(20),
+        || {
+            events_of(&sb, "recovery-failed", "noport.container")
+                .into_iter()
+                .next()
+        },
+    );
+    let msg = harness::field(&failed, "MESSAGE");
+    assert!(
+        msg.starts_with(
+            "noport.container restarted but not ready within 3s: noport-port:tcp: fail"
+        ),
+        "{msg}"
+    );
+    assert!(events_of(&sb, "unit-recovered", "noport.container").is_empty());
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        events_of(&sb, "recovery-failed", "noport.container").len(),
+        1
+    );
+    sb.wait_for("the critical on discord", Duration::from_secs(10), || {
+        let d = received(&sb, "/api/webhooks/1/");
+        let ev = events(&d);
+        (ev.iter().filter(|e| *e == "recovery-failed").count() == 1).then_some(d)
+    });
+    let d = received(&sb, "/api/webhooks/1/");
+    let ev = events(&d);
+    assert_eq!(
+        ev.iter().filter(|e| *e == "recovery-failed").count(),
+        1,
+        "{ev:?}"
+    );
+    let crit = d
+        .iter()
+        .find(|r| events(std::slice::from_ref(r))[0] == "recovery-failed")
+        .unwrap();
+    let content = crit["body"]["content"].as_str().unwrap();
+    assert!(content.starts_with("<@&4242> CRITICAL "), "{content}");
+    // gw's recovery reached Discord as INFO.
+    assert!(ev.iter().any(|e| e == "unit-recovered"), "{ev:?}");
+}

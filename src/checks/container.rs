@@ -46,10 +46,23 @@ pub struct ContainerConfig {
     /// Restart it when it fails (on the backoff and the hourly cap).
     #[serde(default = "yes")]
     pub restart: bool,
+    /// The `[[check]]`s (by name) that must pass after a restart for it
+    /// to count as recovered.
+    #[serde(default)]
+    pub ready: Vec<String>,
+    #[serde(
+        default = "default_ready_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub ready_timeout: std::time::Duration,
     #[serde(default)]
     pub memory_warn: Option<ByteSize>,
     #[serde(default)]
     pub memory_crit: Option<ByteSize>,
+}
+
+fn default_ready_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
 }
 
 fn yes() -> bool {
@@ -102,6 +115,10 @@ pub const KIND: Kind = Kind {
             "The Docker Engine API socket: dockerd's, or Podman's Docker-compatible service (rootful /run/podman/podman.sock, rootless /run/user/UID/podman/podman.sock). Access to it is root-equivalent: see the README."),
         KeyDoc::section("[container]", "restart", "true", "true",
             "Bring the container back when it exits or dies (not after docker stop, and not while its own restart policy is bringing it back) or turns unhealthy: it is started (an unhealthy one restarted) through the engine on the same backoff, hourly cap and backoff.json as units, under the name NAME.container."),
+        KeyDoc::section("[container]", "ready", "[]", "[\"gateway-port\"]",
+            "The [[check]]s, by name, that must pass after unitwatch restarts the container (a tcp check on its port, say): once they all pass, unit-recovered (INFO); if they have not within ready_timeout, recovery-failed (CRITICAL, with the Discord mention). Without it, the container running again is the recovery."),
+        KeyDoc::section("[container]", "ready_timeout", "\"60s\"", "\"60s\"",
+            "How long the ready checks have after a restart."),
         KeyDoc::section("[container]", "memory_warn", "none", "\"1.5GiB\"",
             "Warn when the container uses more memory than this (in use, without reclaimable page cache, as docker stats counts it)."),
         KeyDoc::section("[container]", "memory_crit", "none", "\"1.7GiB\"",
@@ -141,6 +158,21 @@ fn problems(config: &Config, bad: &mut Bad<'_>) {
         if let Err(e) = Engine::new(&c.engine, crate::containers::watch::REQUEST_TIMEOUT) {
             bad(at("engine"), e.to_string());
         }
+        for r in &c.ready {
+            let known = config
+                .checks
+                .iter()
+                .any(|t| t.0.get("name").and_then(|n| n.as_str()) == Some(r.as_str()));
+            if !known {
+                bad(at("ready"), format!("{r:?} is not the name of a [[check]]"));
+            }
+        }
+        if !c.ready.is_empty() && !c.restart {
+            bad(at("ready"), "ready checks judge a restart, and restart is false".into());
+        }
+        if c.ready_timeout.is_zero() {
+            bad(at("ready_timeout"), "must be above 0".into());
+        }
         if let (Some(w), Some(cr)) = (c.memory_warn, c.memory_crit) {
             if w > cr {
                 bad(at("memory_warn"), format!("{w} is above memory_crit ({cr})"));
@@ -160,6 +192,9 @@ fn build(config: &Config) -> Vec<CheckDef> {
             config.daemon.interval,
         );
         state.event = EventKind::UnitFailed;
+        // With ready checks, running again is not yet recovered: the
+        // supervisor tells the recovery once they pass.
+        state.recovery_apart = !c.ready.is_empty();
         out.push(state);
         if c.memory_warn.is_some() || c.memory_crit.is_some() {
             out.push(CheckDef::for_unit(
@@ -364,10 +399,14 @@ mod tests {
         assert!(e.contains("container[1].name") && e.contains("watched twice"), "{e}");
         let e = cfg("[[container]]\nname = \"gw\"\nmemory_warn = \"2GiB\"\nmemory_crit = \"1GiB\"\n").unwrap_err();
         assert!(e.contains("container[0].memory_warn"), "{e}");
-        // Readiness after a restart is not built yet: its keys are
-        // refused, not ignored.
-        let e = cfg("[[container]]\nname = \"gw\"\nready = [\"gw:port\"]\n").unwrap_err();
-        assert!(e.contains("ready"), "{e}");
+        let e = cfg("[[container]]\nname = \"gw\"\nready = [\"port\"]\n").unwrap_err();
+        assert!(e.contains("container[0].ready") && e.contains("\"port\" is not the name of a [[check]]"), "{e}");
+        let ok = "[[check]]\ntype = \"tcp\"\nname = \"port\"\naddress = \"127.0.0.1:4002\"\n";
+        let e = cfg(&format!("{ok}[[container]]\nname = \"gw\"\nrestart = false\nready = [\"port\"]\n")).unwrap_err();
+        assert!(e.contains("container[0].ready") && e.contains("restart is false"), "{e}");
+        let c = cfg(&format!("{ok}[[container]]\nname = \"gw\"\nready = [\"port\"]\nready_timeout = \"30s\"\n")).unwrap();
+        assert_eq!(c.containers[0].ready_timeout, std::time::Duration::from_secs(30));
+        assert!(build(&c)[0].recovery_apart, "the supervisor tells its recovery");
     }
 
     #[test]

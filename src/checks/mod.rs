@@ -203,6 +203,9 @@ pub struct Policy {
     /// Status changes are told by other events (a unit's state check:
     /// unit-failed and unit-recovered).
     pub quiet: bool,
+    /// Its return to pass is not the recovery: the supervisor tells that
+    /// (a container with `ready` checks, once they pass after a restart).
+    pub recovery_apart: bool,
 }
 
 impl std::ops::Deref for CheckDef {
@@ -238,6 +241,7 @@ impl CheckDef {
                 warn_only: false,
                 event: EventKind::CheckChanged,
                 quiet: false,
+                recovery_apart: false,
             }),
         }
     }

@@ -124,6 +124,7 @@ impl Supervisor {
         self.since[i] = SystemTime::now();
         self.stale[i] = false;
         let changed = self.take_result(i, r);
+        self.ready_due(SystemTime::now());
         self.after_result(i, changed).await;
     }
 

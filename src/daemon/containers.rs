@@ -28,6 +28,7 @@ impl Supervisor {
         self.container_news = None;
         self.container_cmds.clear();
         self.container_recovering.clear();
+        self.container_ready.clear();
         let engines: Vec<(Engine, Vec<watch::Watched>)> = checks::container::engines(&self.config)
             .into_iter()
             // The configuration's validation has accepted each URI.
@@ -95,7 +96,14 @@ impl Supervisor {
                     }
                     Ok(Some(done)) => {
                         log::debug!("{k}: {done}");
-                        self.restarted(k, SystemTime::now(), Ok(()));
+                        let now = SystemTime::now();
+                        self.restarted(k, now, Ok(()));
+                        if let Some(c) = self.config.containers.iter().find(|c| c.name == name) {
+                            if !c.ready.is_empty() {
+                                self.container_ready
+                                    .insert(name, (now, now + c.ready_timeout));
+                            }
+                        }
                     }
                     Err(e) => self.restarted(k, SystemTime::now(), Err(e)),
                 }
@@ -209,7 +217,8 @@ impl Supervisor {
             .collect()
     }
 
-    /// When the next planned container restart is due.
+    /// When the next planned container restart, or ready_timeout's end,
+    /// is due.
     pub(super) fn next_container_deadline(&self) -> Option<SystemTime> {
         self.config
             .containers
@@ -217,7 +226,86 @@ impl Supervisor {
             .filter(|c| c.restart && !self.container_recovering.contains(&c.name))
             .filter_map(|c| self.store.units.get(&key(&c.name))?.pending_restart_at)
             .map(|t| t.0)
+            .chain(self.container_ready.values().map(|w| w.1))
             .min()
+    }
+
+    /// Judges the restarted containers whose ready checks are awaited:
+    /// `unit-recovered` once every one of them has passed in a run started
+    /// after the restart, a critical `recovery-failed` (with the failing
+    /// checks' outputs) when ready_timeout ends first.
+    pub(super) fn ready_due(&mut self, now: SystemTime) {
+        if self.container_ready.is_empty() {
+            return;
+        }
+        let waits: Vec<(String, (SystemTime, SystemTime))> = self
+            .container_ready
+            .iter()
+            .map(|(n, w)| (n.clone(), *w))
+            .collect();
+        for (name, (since, until)) in waits {
+            let Some(cfg) = self.config.containers.iter().find(|c| c.name == name) else {
+                self.container_ready.remove(&name);
+                continue;
+            };
+            let mut failing = Vec::new();
+            let mut passed = Vec::new();
+            for r in &cfg.ready {
+                let found = self
+                    .checks
+                    .iter()
+                    .zip(&self.results)
+                    .find(|(d, _)| &*d.id.component == r.as_str());
+                match found {
+                    Some((d, f))
+                        if !f.pending
+                            && f.status == checks::Status::Pass
+                            && f.time.system_time() >= since_ms(since) =>
+                    {
+                        passed.push(d.key().to_string())
+                    }
+                    Some((d, f)) => failing.push(format!(
+                        "{}: {}{}",
+                        d.key(),
+                        f.status.as_str(),
+                        f.output
+                            .as_deref()
+                            .map(|o| format!(" ({o})"))
+                            .unwrap_or_default()
+                    )),
+                    None => failing.push(format!("{r}: no such check")),
+                }
+            }
+            let k = key(&name);
+            if failing.is_empty() {
+                self.container_ready.remove(&name);
+                let took = now.duration_since(since).unwrap_or_default();
+                Event::new(
+                    Kind::UnitRecovered,
+                    Severity::Info,
+                    format!(
+                        "{k} recovered: ready ({} passed) {} after its restart",
+                        passed.join(", "),
+                        fmt_delay(Duration::from_millis(took.as_millis() as u64))
+                    ),
+                )
+                .unit(&k)
+                .emit();
+            } else if now >= until {
+                self.container_ready.remove(&name);
+                Event::new(
+                    Kind::RecoveryFailed,
+                    Severity::Critical,
+                    format!(
+                        "{k} restarted but not ready within {}: {}",
+                        fmt_delay(cfg.ready_timeout),
+                        failing.join("; ")
+                    ),
+                )
+                .unit(&k)
+                .emit();
+            }
+        }
     }
 
     /// Asks the watchers to recover the containers that are due; each
@@ -238,6 +326,12 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// `t` to the millisecond, as a result's time is kept (a run started in
+/// the same millisecond as the restart counts as after it).
+fn since_ms(t: SystemTime) -> SystemTime {
+    checks::Stamp::of(t).system_time()
 }
 
 /// What a container's state calls for.

@@ -217,7 +217,9 @@ pub(super) fn log_check_change(def: &CheckDef, r: &checks::Found, before: Option
     let (kind, severity) = match r.status {
         // A check whose failure is told as a unit's (a container's state)
         // tells its return as one too.
-        Status::Pass if def.event == Kind::UnitFailed => (Kind::UnitRecovered, Severity::Info),
+        Status::Pass if def.event == Kind::UnitFailed && !def.recovery_apart => {
+            (Kind::UnitRecovered, Severity::Info)
+        }
         Status::Pass => (Kind::CheckChanged, Severity::Info),
         Status::Warn => (def.event, Severity::Warning),
         Status::Fail => (def.event, Severity::Error),
@@ -241,7 +243,7 @@ pub(super) fn log_check_change(def: &CheckDef, r: &checks::Found, before: Option
     if let Some(u) = &def.unit {
         e = e.unit(u);
     }
-    if def.quiet {
+    if def.quiet || (def.recovery_apart && r.status == Status::Pass) {
         e = e.quiet();
     }
     e.emit();

@@ -207,8 +207,10 @@ impl Supervisor {
     /// come back.
     pub(super) async fn restart_due(&mut self) {
         let now = SystemTime::now();
-        // Containers through their watchers, which answer by message.
+        // Containers through their watchers, which answer by message;
+        // and the ready checks of those restarted, judged at their end.
         self.recover_due_containers(now);
+        self.ready_due(now);
         let due: Vec<String> = self
             .store
             .units

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
