@@ -196,13 +196,43 @@ fn the_daemon_watches_containers_by_their_engines_events() {
     sb.docker(&format!(
         "run -d --name gw --network host {IMAGE} /bin/busybox nc -ll -p 4002 -e /bin/cat"
     ));
-    // A 60 s sweep: whatever is seen sooner was seen by an event.
-    sb.start_unitwatch(
-        "[daemon]\ninterval = \"60s\"\n\
-         [[container]]\nname = \"gw\"\nengine = \"unix:///run/docker.sock\"\nmemory_warn = \"1KiB\"\nmemory_crit = \"1GiB\"\n\
-         [[container]]\nname = \"absent\"\nengine = \"unix:///run/docker.sock\"\n",
-        "",
+    // Holds 4 MB of its 64 MiB limit.
+    sb.docker(&format!(
+        "run -d --name hog -m 64m --memory-swap 64m --network none {IMAGE} /bin/busybox sh -c \
+         'x=$(yes | head -c 4000000); echo held; sleep 1000000; echo ${{#x}}'"
+    ));
+    let held = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        sb.sh_out(&format!(
+            "docker -H unix://{} logs hog 2>&1",
+            harness::engine::SOCKET
+        ))
+        .contains("held")
+    });
+    assert!(
+        held,
+        "hog never held its memory: {}",
+        sb.sh_out(&format!(
+            "docker -H unix://{0} ps -a; docker -H unix://{0} logs hog 2>&1",
+            harness::engine::SOCKET
+        ))
     );
+    // A HEALTHCHECK that fails.
+    sb.docker(&format!(
+        "run -d --name sick --network none --health-cmd 'echo port 4002 closed; false' \
+         --health-interval 1s --health-retries 1 {IMAGE} /bin/busybox sleep 1000000"
+    ));
+    // A 60 s sweep: whatever is seen sooner was seen by an event.
+    let mut config = String::from(
+        "[daemon]\ninterval = \"60s\"\n\
+         [[container]]\nname = \"gw\"\nengine = \"unix:///run/docker.sock\"\nrestart = false\nmemory_warn = \"1KiB\"\nmemory_crit = \"1GiB\"\n\
+         [[container]]\nname = \"absent\"\nengine = \"unix:///run/docker.sock\"\n\
+         [[container]]\nname = \"hog\"\nengine = \"unix:///run/docker.sock\"\nmemory_warn = \"2MiB\"\n",
+    );
+    for n in ["sick", "oom"] {
+        config += &format!("[[container]]\nname = \"{n}\"\nengine = \"unix:///run/docker.sock\"\nrestart = false\n");
+    }
+    sb.start_unitwatch(&config, "");
     // As shipped, as the unitwatch user: the generator gave it the
     // socket's group, for this config only.
     assert_eq!(sb.prop("unitwatch", "User"), "unitwatch");
@@ -233,6 +263,52 @@ fn the_daemon_watches_containers_by_their_engines_events() {
     assert!(
         text.contains("unitwatch_container_memory_bytes{container=\"gw\"}"),
         "{text}"
+    );
+    // /health/service/gw.container, as unitwatch-http answers it.
+    let h = unitwatch::http::health::service(
+        Some(&snap),
+        &unitwatch::http::health::Freshness::Fresh,
+        "vm",
+        "gw.container",
+    )
+    .expect("the container is a service of /health/service");
+    let h = serde_json::to_value(&h).unwrap();
+    assert_eq!(h["serviceId"], "gw.container", "{h}");
+    assert!(h["checks"].get("gw.container:state").is_some(), "{h}");
+    assert!(h["checks"].get("gw.service:state").is_none());
+    // Its memory against its limit; a failing HEALTHCHECK with its output.
+    let hog = reach(&sb, "hog.container:memory", "warn");
+    let said = hog["output"].as_str().unwrap();
+    assert!(
+        said.starts_with("hog uses ") && said.contains(" of its 64.0 MiB limit (warn at 2.0 MiB)"),
+        "{hog}"
+    );
+    let sick = reach(&sb, "sick.container:state", "fail");
+    assert_eq!(
+        sick["output"], "sick is unhealthy: port 4002 closed",
+        "{sick}"
+    );
+    // Past its memory limit: OOMKilled, said so.
+    sb.docker(&format!(
+        "run -d --name oom -m 16m --memory-swap 16m --network none {IMAGE} /bin/busybox sh -c \
+         'sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1'"
+    ));
+    let oom = sb.wait_check_where(
+        "oom.container:state",
+        "OOMKilled",
+        Duration::from_secs(20),
+        |c| {
+            c["output"]
+                .as_str()
+                .is_some_and(|o| o.contains("OOMKilled"))
+        },
+    );
+    assert!(
+        oom["output"]
+            .as_str()
+            .unwrap()
+            .starts_with("oom is exited with code 137 (OOMKilled: it ran out of memory)"),
+        "{oom}"
     );
     let absent = reach(&sb, "absent.container:state", "fail");
     assert!(

@@ -323,7 +323,7 @@ impl StateCheck for MemoryOf {
         };
         let used: Vec<(&Container, u64, Option<u64>)> = list
             .iter()
-            .filter_map(|c| c.memory.and_then(|m| m.used.map(|u| (c, u, m.limit))))
+            .filter_map(|c| c.memory.and_then(|m| m.used.map(|u| (c, u, c.memory_limit))))
             .collect();
         let Some(&(top, bytes, limit)) = used.iter().max_by_key(|(_, u, _)| *u) else {
             let said = if list.iter().any(|c| c.running) {
@@ -372,6 +372,7 @@ mod tests {
             engine_restarts: false,
             finished_at: "0001-01-01T00:00:00Z".into(),
             memory: Some(MemoryUse { used: Some(100 << 20), limit: Some(1 << 30) }),
+            memory_limit: Some(1 << 30),
             stopped: false,
         }
     }
@@ -453,7 +454,7 @@ mod tests {
         t.insert("gw".into(), Ok(vec![sick]));
         assert_eq!(run(&defs, 0, &t).output.as_deref(), Some("gw is unhealthy: port 4002 closed"));
         let m = run(&defs, 1, &t);
-        assert_eq!((m.status, m.output.as_deref()), (Status::Warn, Some("gw uses 200.0 MiB (warn at 150.0 MiB)")));
+        assert_eq!((m.status, m.output.as_deref()), (Status::Warn, Some("gw uses 200.0 MiB of its 1.0 GiB limit (warn at 150.0 MiB)")));
 
         t.insert("gw".into(), Ok(vec![]));
         assert!(run(&defs, 0, &t).output.unwrap().starts_with("no container gw"));

@@ -70,6 +70,10 @@ pub struct Container {
     pub finished_at: String,
     /// None when not running, or the engine gave no figure.
     pub memory: Option<MemoryUse>,
+    /// Its own memory limit (HostConfig.Memory), if it has one: the
+    /// engine's stats give the host's memory as the "limit" of a
+    /// container without one.
+    pub memory_limit: Option<u64>,
     /// Stopped by hand (`docker stop`: a `stop` event since its last
     /// start): not a failure to recover from, as `systemctl stop` is not.
     pub stopped: bool,
@@ -94,6 +98,7 @@ impl Container {
             engine_restarts: i.engine_restarts(),
             finished_at: i.state.finished_at.clone(),
             memory,
+            memory_limit: (i.host_config.memory > 0).then_some(i.host_config.memory),
             stopped: false,
         }
     }

@@ -393,6 +393,7 @@ mod tests {
             engine_restarts: false,
             finished_at: String::new(),
             memory: None,
+            memory_limit: None,
             stopped: false,
         }
     }

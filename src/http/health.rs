@@ -151,7 +151,11 @@ pub fn service(
     let Some(snap) = snap else {
         return Some(judge(base(Status::Fail, host), fresh, None));
     };
-    if !snap.units.contains_key(unit) {
+    // A watched unit, or a container (NAME.container), whose checks say
+    // they are about it.
+    if !snap.units.contains_key(unit)
+        && !snap.checks.iter().any(|c| c.unit.as_deref() == Some(unit))
+    {
         return None;
     }
     let mine: Vec<&CheckResult> = snap

@@ -36,7 +36,7 @@ impl Sandbox {
         self.ok(&format!(
             "set -e; r=$(mktemp -d); mkdir -p $r/bin $r/tmp; chmod 755 $r $r/bin; chmod 1777 $r/tmp; \
              cp /bin/busybox $r/bin/busybox; \
-             for a in sh nc sleep cat head dd httpd true false; do ln -s busybox $r/bin/$a; done; \
+             for a in sh nc sleep cat head dd httpd true false yes touch test tr; do ln -s busybox $r/bin/$a; done; \
              tar -C $r -cf /tmp/bb.tar .; docker -H unix://{SOCKET} import /tmp/bb.tar {IMAGE} >/dev/null"
         ));
     }
