@@ -34,6 +34,11 @@ pub struct Snapshot {
     pub systemd: SystemdReach,
     pub checks: Vec<CheckResult>,
     pub units: BTreeMap<String, UnitView>,
+    /// Each `[[container]]`, by the name its checks are shown under
+    /// (`NAME.container`): unitwatch's restart bookkeeping, as a unit's
+    /// (its state is its checks'). Absent without containers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, ContainerView>,
     /// The alert channels, when `[[alert]]` tables are configured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertChannelView>,
@@ -95,6 +100,14 @@ pub struct UnitView {
     pub backoff: BackoffView,
 }
 
+/// One watched container: unitwatch's restart bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerView {
+    /// Whether unitwatch restarts it (`restart = true`).
+    pub restart: bool,
+    pub backoff: BackoffView,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackoffView {
     pub attempts: u32,
@@ -147,6 +160,8 @@ pub struct SnapshotRef<'a> {
     pub systemd: SystemdReach,
     pub checks: crate::checks::Joined<'a>,
     pub units: BTreeMap<&'a str, UnitViewRef<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, ContainerView>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertChannelView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,6 +217,7 @@ impl SnapshotRef<'_> {
                     )
                 })
                 .collect(),
+            containers: self.containers.clone(),
             alerts: self.alerts.clone(),
             telemetry: self.telemetry.clone(),
         }
@@ -247,6 +263,7 @@ impl Snapshot {
             },
             checks,
             units,
+            containers: BTreeMap::new(),
             telemetry: None,
             alerts: Vec::new(),
         }
@@ -364,6 +381,13 @@ mod tests {
                         },
                     ),
                 ]),
+                containers: BTreeMap::from([(
+                    "gw.container".to_string(),
+                    ContainerView {
+                        restart: true,
+                        backoff: b.clone(),
+                    },
+                )]),
                 alerts: Vec::new(),
                 telemetry: with_state.then(TelemetryView::default),
             };

@@ -264,6 +264,14 @@ fn the_daemon_watches_containers_by_their_engines_events() {
         text.contains("unitwatch_container_memory_bytes{container=\"gw\"}"),
         "{text}"
     );
+    assert!(
+        text.contains("unitwatch_container_engine_restarts{container=\"gw\"} 0"),
+        "{text}"
+    );
+    // status.json's view of it: unitwatch's restart bookkeeping.
+    let st = sb.status_json();
+    assert_eq!(st["containers"]["gw.container"]["restart"], false, "{st}");
+    assert_eq!(st["containers"]["hog.container"]["restart"], true, "{st}");
     // /health/service/gw.container, as unitwatch-http answers it.
     let h = unitwatch::http::health::service(
         Some(&snap),
@@ -452,6 +460,11 @@ fn a_failed_container_is_brought_back_on_the_backoff() {
     }
     let b = sb.backoff_json();
     assert_eq!(b["units"]["gw.container"]["attempts"], 2, "{b}");
+    let st = sb.status_json();
+    assert_eq!(
+        st["containers"]["gw.container"]["backoff"]["attempts"], 2,
+        "{st}"
+    );
 
     // docker stop by hand is not undone; the engine's own restart policy
     // is not doubled.

@@ -104,6 +104,14 @@ const RUNNING: MetricDoc = MetricDoc {
     otlp_scale: 1.0,
 };
 
+const ENGINE_RESTARTS: MetricDoc = MetricDoc {
+    name: "container_engine_restarts",
+    help: "Restarts of a watched container by its engine's own restart policy (RestartCount; label container)",
+    otlp: "unitwatch.container.engine_restarts",
+    otlp_unit: "{restart}",
+    otlp_scale: 1.0,
+};
+
 pub const KIND: Kind = Kind {
     name: "container",
     keys: &[
@@ -124,7 +132,7 @@ pub const KIND: Kind = Kind {
         KeyDoc::section("[container]", "memory_crit", "none", "\"1.7GiB\"",
             "Fail when the container uses more memory than this."),
     ],
-    metrics: &[MEMORY, RUNNING],
+    metrics: &[MEMORY, RUNNING, ENGINE_RESTARTS],
     make: Make::Section { problems },
 };
 
@@ -303,6 +311,10 @@ impl StateCheck for StateOf {
             Outcome::new(Status::Fail, value, None).with_output(wrong.join("; "))
         };
         for c in list {
+            o = o.measure(
+                Measurement::new(ENGINE_RESTARTS.name, c.restart_count as f64)
+                    .label("container", c.name.clone()),
+            );
             o = o.measure(Measurement::new(RUNNING.name, if c.running { 1.0 } else { 0.0 }).label("container", c.name.clone()));
         }
         o
@@ -471,6 +483,6 @@ mod tests {
         let o = run(&defs, 0, &t);
         assert_eq!((o.status, o.observed_value.as_str()), (Status::Fail, Some("1/2 running")));
         assert!(o.output.unwrap().starts_with("ibkr-2 is exited with code 0"));
-        assert_eq!(o.measurements.len(), 2);
+        assert_eq!(o.measurements.len(), 4, "running and engine restarts, of each");
     }
 }

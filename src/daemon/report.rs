@@ -174,6 +174,27 @@ pub fn snapshot_ref<'a>(v: &View<'a>) -> SnapshotRef<'a> {
             (name, view)
         })
         .collect();
+    let containers = v
+        .config
+        .containers
+        .iter()
+        .map(|c| {
+            let name = c.component();
+            let backoff = v
+                .backoff
+                .get(&name)
+                .map(|b| BackoffView::of(b, v.policy, now))
+                .unwrap_or_else(|| BackoffView {
+                    next_delay_ms: v.policy.initial.as_millis() as u64,
+                    ..Default::default()
+                });
+            let view = crate::snapshot::ContainerView {
+                restart: c.restart,
+                backoff,
+            };
+            (name, view)
+        })
+        .collect();
     let results = checks::Joined::new(v.checks, v.results);
     SnapshotRef {
         schema_version: SCHEMA_VERSION,
@@ -190,6 +211,7 @@ pub fn snapshot_ref<'a>(v: &View<'a>) -> SnapshotRef<'a> {
         },
         checks: results,
         units,
+        containers,
         telemetry: None,
         alerts: Vec::new(),
     }
