@@ -222,9 +222,11 @@ fn the_daemon_watches_containers_by_their_engines_events() {
         "run -d --name sick --network none --health-cmd 'echo port 4002 closed; false' \
          --health-interval 1s --health-retries 1 {IMAGE} /bin/busybox sleep 1000000"
     ));
+    // A real OTLP collector for the figures.
+    sb.start_rotel();
     // A 60 s sweep: whatever is seen sooner was seen by an event.
     let mut config = String::from(
-        "[daemon]\ninterval = \"60s\"\n\
+        "[daemon]\ninterval = \"60s\"\n[telemetry]\ninterval = \"1s\"\n\
          [[container]]\nname = \"gw\"\nengine = \"unix:///run/docker.sock\"\nrestart = false\nmemory_warn = \"1KiB\"\nmemory_crit = \"1GiB\"\n\
          [[container]]\nname = \"absent\"\nengine = \"unix:///run/docker.sock\"\n\
          [[container]]\nname = \"hog\"\nengine = \"unix:///run/docker.sock\"\nmemory_warn = \"2MiB\"\n",
@@ -272,6 +274,19 @@ fn the_daemon_watches_containers_by_their_engines_events() {
     let st = sb.status_json();
     assert_eq!(st["containers"]["gw.container"]["restart"], false, "{st}");
     assert_eq!(st["containers"]["hog.container"]["restart"], true, "{st}");
+    // The same figures over OTLP, at the collector.
+    let out = sb.wait_for(
+        "container figures at rotel",
+        Duration::from_secs(60),
+        || {
+            let out = sb.read("/var/log/rotel.log")?;
+            (out.contains("unitwatch.container.running")
+                && out.contains("unitwatch.container.memory")
+                && out.contains("unitwatch.container.engine_restarts"))
+            .then_some(out)
+        },
+    );
+    assert!(out.contains("container: Str(gw)"), "{out}");
     // /health/service/gw.container, as unitwatch-http answers it.
     let h = unitwatch::http::health::service(
         Some(&snap),
@@ -353,6 +368,11 @@ fn the_daemon_watches_containers_by_their_engines_events() {
     );
     let msg = harness::field(&failed, "MESSAGE");
     assert!(msg.contains("gw is exited with code 137"), "{msg}");
+    // The event at the collector too, naming the container.
+    sb.wait_for("gw's unit-failed at rotel", Duration::from_secs(30), || {
+        let out = sb.read("/var/log/rotel.log")?;
+        (out.contains("EventName: unit-failed") && out.contains("Str(gw.container)")).then_some(())
+    });
     let state = reach(&sb, "gw.container:state", "fail");
     assert_eq!(state["observed_value"], "exited");
     assert_eq!(
