@@ -436,9 +436,15 @@ fn a_failed_container_is_brought_back_on_the_backoff() {
     sb.docker(&format!(
         "run -d --name byhand --network none {IMAGE} /bin/busybox sleep 1000"
     ));
+    // Unhealthy while it runs: restarted (POST /restart), which waits
+    // the 10 s a stop may take (sleep as PID 1 ignores SIGTERM).
+    sb.docker(&format!(
+        "run -d --name sick --network none --health-cmd 'echo not ready; false' \
+         --health-interval 1s --health-retries 1 {IMAGE} /bin/busybox sleep 1000000"
+    ));
     let mut config =
         String::from("[daemon]\ninterval = \"60s\"\n[backoff]\ninitial = \"1s\"\nfactor = 2.0\n");
-    for n in ["gw", "pol", "byhand"] {
+    for n in ["gw", "pol", "byhand", "sick"] {
         config += &format!("[[container]]\nname = \"{n}\"\nengine = \"unix:///run/docker.sock\"\n");
     }
     sb.start_unitwatch(&config, "");
@@ -480,6 +486,17 @@ fn a_failed_container_is_brought_back_on_the_backoff() {
     }
     let b = sb.backoff_json();
     assert_eq!(b["units"]["gw.container"]["attempts"], 2, "{b}");
+    // Meanwhile sick was planned and restarted as unhealthy; gw's kills
+    // were handled while its restart waited for it to stop.
+    let sick = sb.wait_for("sick restarted", Duration::from_secs(30), || {
+        events_of(&sb, "unit-restarted", "sick.container")
+            .into_iter()
+            .next()
+    });
+    assert!(
+        harness::field(&sick, "MESSAGE").contains("reason: unhealthy"),
+        "{sick}"
+    );
     let st = sb.status_json();
     assert_eq!(
         st["containers"]["gw.container"]["backoff"]["attempts"], 2,

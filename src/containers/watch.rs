@@ -397,11 +397,19 @@ async fn watch(
                     }
                 }
                 Some(Command::Recover { name }) = commands.recv() => {
-                    let result = match watched.iter().find(|w| w.name == name) {
-                        Some(w) => recover(&engine, w, &last).await.map(|d| (!d.is_empty()).then(|| d.join(", "))),
-                        None => Err(format!("{name} is not watched through {}", engine.uri())),
-                    };
-                    let _ = tx.send(Message::Recovered { name, result }).await;
+                    // On a task of its own: a restart waits up to
+                    // STOP_SECS for the container to stop, and the other
+                    // containers' events must not wait with it.
+                    let seen = last.get(&name).cloned();
+                    let (engine, tx) = (engine.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let result = match seen {
+                            Some(Ok(list)) => recover(&engine, &list).await.map(|d| (!d.is_empty()).then(|| d.join(", "))),
+                            Some(Err(e)) => Err(e),
+                            None => Err(format!("nothing is known of {name} to recover")),
+                        };
+                        let _ = tx.send(Message::Recovered { name, result }).await;
+                    });
                 }
             }
         };
@@ -411,17 +419,10 @@ async fn watch(
     }
 }
 
-/// Brings back `w`'s failing containers, as last read: starts the
-/// exited ones, restarts the unhealthy ones. What was done (nothing, when
+/// Brings back the failing containers of `list` (one watched name's, as last
+/// read): starts the exited ones, restarts the unhealthy ones. What was done (nothing, when
 /// none needs it any more: the engine's policy or an operator was first).
-async fn recover(
-    engine: &Engine,
-    w: &Watched,
-    last: &HashMap<String, Seen>,
-) -> Result<Vec<String>, String> {
-    let Some(Ok(list)) = last.get(&w.name) else {
-        return Err(format!("nothing is known of {} to recover", w.name));
-    };
+async fn recover(engine: &Engine, list: &[Container]) -> Result<Vec<String>, String> {
     let mut done = Vec::new();
     for c in list.iter().filter(|c| c.needs_recovery()) {
         let r = if c.running {

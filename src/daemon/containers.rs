@@ -152,7 +152,9 @@ impl Supervisor {
         let Some(cfg) = self.config.containers.iter().find(|c| c.name == name) else {
             return;
         };
-        if !cfg.restart {
+        // Its restart in progress (a stop, then a start) is not judged
+        // until its answer: the stop would read as one by hand.
+        if !cfg.restart || self.container_recovering.contains(name) {
             return;
         }
         let Some(Ok(list)) = self.containers.get(name) else {
@@ -181,9 +183,7 @@ impl Supervisor {
                 }
             }
             Decision::Recover(reason) => {
-                if self.container_recovering.contains(name)
-                    || self.store.entry(&k).pending_restart_at.is_some()
-                {
+                if self.store.entry(&k).pending_restart_at.is_some() {
                     return;
                 }
                 self.store.entry(&k).record_failure(now);
