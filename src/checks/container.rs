@@ -381,7 +381,6 @@ mod tests {
             oom_killed: false,
             health: None,
             restart_count: 0,
-            engine_restarts: false,
             finished_at: "0001-01-01T00:00:00Z".into(),
             memory: Some(MemoryUse { used: Some(100 << 20), limit: Some(1 << 30) }),
             memory_limit: Some(1 << 30),

@@ -65,8 +65,6 @@ pub struct Container {
     pub health: Option<(String, Option<String>)>,
     /// Restarts by the engine's own restart policy.
     pub restart_count: u64,
-    /// The engine's restart policy brings it back by itself.
-    pub engine_restarts: bool,
     pub finished_at: String,
     /// None when not running, or the engine gave no figure.
     pub memory: Option<MemoryUse>,
@@ -95,7 +93,6 @@ impl Container {
                 .filter(|h| !h.status.is_empty() && h.status != "none")
                 .map(|h| (h.status.clone(), h.last_output().map(str::to_string))),
             restart_count: i.restart_count,
-            engine_restarts: i.engine_restarts(),
             finished_at: i.state.finished_at.clone(),
             memory,
             memory_limit: (i.host_config.memory > 0).then_some(i.host_config.memory),
@@ -110,9 +107,14 @@ impl Container {
     /// has given up on (or that a `docker kill` took out of it) is exited.
     pub fn needs_recovery(&self) -> bool {
         if self.running {
-            return self.health.as_ref().is_some_and(|(h, _)| h == "unhealthy");
+            return self.unhealthy();
         }
         matches!(self.status.as_str(), "exited" | "dead") && !self.stopped
+    }
+
+    /// Its HEALTHCHECK says unhealthy.
+    pub fn unhealthy(&self) -> bool {
+        self.health.as_ref().is_some_and(|(h, _)| h == "unhealthy")
     }
 
     /// The engine's restart policy is bringing it back.
@@ -448,28 +450,34 @@ pub async fn read_once(engines: Vec<(String, Vec<Watched>)>) -> ContainerTable {
         let engine = Engine::new(&uri, REQUEST_TIMEOUT);
         for w in watched {
             let seen = match &engine {
-                Ok(e) => {
-                    let mut memory = Samples::new();
-                    if w.memory {
-                        if let Ok(list) = read(e, &w, &memory).await {
-                            let ids = list
-                                .iter()
-                                .filter(|c| c.running)
-                                .map(|c| c.id.clone())
-                                .collect();
-                            let (tx, mut rx) = mpsc::channel(1);
-                            sample::start(e.clone(), ids, SAMPLE_DEADLINE, tx);
-                            memory = rx.recv().await.unwrap_or_default();
-                        }
-                    }
-                    read(e, &w, &memory).await
-                }
+                Ok(e) => read_with_memory(e, &w).await,
                 Err(e) => Err(e.to_string()),
             };
             table.insert(w.name, seen);
         }
     }
     table
+}
+
+/// The containers of `w`, read once, and the memory of each that runs
+/// sampled now (where `w` grades it).
+async fn read_with_memory(engine: &Engine, w: &Watched) -> Seen {
+    let mut list = read(engine, w, &Samples::new()).await?;
+    if !w.memory {
+        return Ok(list);
+    }
+    let ids = list
+        .iter()
+        .filter(|c| c.running)
+        .map(|c| c.id.clone())
+        .collect();
+    let (tx, mut rx) = mpsc::channel(1);
+    sample::start(engine.clone(), ids, SAMPLE_DEADLINE, tx);
+    let memory = rx.recv().await.unwrap_or_default();
+    for c in list.iter_mut().filter(|c| c.running) {
+        c.memory = memory.get(&c.id).copied();
+    }
+    Ok(list)
 }
 
 /// The containers of `w`, each inspected, with the last memory sample of

@@ -19,6 +19,11 @@ fn key(name: &str) -> String {
 }
 
 impl Supervisor {
+    /// The `[[container]]` watched as `name`.
+    fn container_config(&self, name: &str) -> Option<&checks::container::ContainerConfig> {
+        self.config.containers.iter().find(|c| c.name == name)
+    }
+
     /// Starts the watchers the configuration asks for, ending the old
     /// ones (called with the checks, at start and on a reload).
     pub(super) fn start_containers(&mut self) {
@@ -59,11 +64,12 @@ impl Supervisor {
     /// them all, units included, once systemd has been read.
     pub(super) async fn first_containers(&mut self) {
         let until = tokio::time::Instant::now() + FIRST_READ;
-        let want: HashSet<String> = checks::container::engines(&self.config)
-            .into_iter()
-            .flat_map(|(_, w)| w.into_iter().map(|w| w.name))
-            .collect();
-        while !want.iter().all(|n| self.containers.contains_key(n)) {
+        while !self
+            .config
+            .containers
+            .iter()
+            .all(|c| self.containers.contains_key(&c.name))
+        {
             let Some(rx) = self.container_news.as_mut() else {
                 return;
             };
@@ -98,7 +104,7 @@ impl Supervisor {
                         log::debug!("{k}: {done}");
                         let now = SystemTime::now();
                         self.restarted(k, now, Ok(()));
-                        if let Some(c) = self.config.containers.iter().find(|c| c.name == name) {
+                        if let Some(c) = self.container_config(&name) {
                             if !c.ready.is_empty() {
                                 self.container_ready
                                     .insert(name, (now, now + c.ready_timeout));
@@ -149,7 +155,7 @@ impl Supervisor {
     /// Plans a failing container's recovery, notes a healthy one's health,
     /// or cancels a restart planned for one an operator has stopped since.
     fn supervise_container(&mut self, name: &str, now: SystemTime) {
-        let Some(cfg) = self.config.containers.iter().find(|c| c.name == name) else {
+        let Some(cfg) = self.container_config(name) else {
             return;
         };
         // Its restart in progress (a stop, then a start) is not judged
@@ -164,24 +170,7 @@ impl Supervisor {
         };
         let k = key(name);
         match decide(list) {
-            Decision::Healthy => {
-                let out = self.store.entry(&k).record_healthy(now, &self.policy);
-                self.dirty |= out.cancelled || out.reset;
-                if out.reset {
-                    Event::new(
-                        Kind::BackoffReset,
-                        Severity::Info,
-                        format!(
-                            "{k} healthy for {}: backoff starts over at {}",
-                            fmt_delay(self.policy.reset_after),
-                            fmt_delay(self.policy.initial)
-                        ),
-                    )
-                    .unit(&k)
-                    .quiet()
-                    .emit();
-                }
-            }
+            Decision::Healthy => self.note_healthy(&k, now),
             Decision::Recover(reason) => {
                 if self.store.entry(&k).pending_restart_at.is_some() {
                     return;
@@ -200,32 +189,24 @@ impl Supervisor {
         }
     }
 
-    /// The watched containers whose restart is due.
-    pub(super) fn containers_due(&self, now: SystemTime) -> Vec<String> {
+    /// The watched containers with a restart planned and not yet asked
+    /// for, and when each is due.
+    fn planned_containers(&self) -> impl Iterator<Item = (&str, SystemTime)> {
         self.config
             .containers
             .iter()
             .filter(|c| c.restart && !self.container_recovering.contains(&c.name))
-            .filter(|c| {
-                self.store
-                    .units
-                    .get(&key(&c.name))
-                    .and_then(|u| u.pending_restart_at)
-                    .is_some_and(|t| t.0 <= now)
+            .filter_map(|c| {
+                let at = self.store.units.get(&key(&c.name))?.pending_restart_at?;
+                Some((c.name.as_str(), at.0))
             })
-            .map(|c| c.name.clone())
-            .collect()
     }
 
     /// When the next planned container restart, or ready_timeout's end,
     /// is due.
     pub(super) fn next_container_deadline(&self) -> Option<SystemTime> {
-        self.config
-            .containers
-            .iter()
-            .filter(|c| c.restart && !self.container_recovering.contains(&c.name))
-            .filter_map(|c| self.store.units.get(&key(&c.name))?.pending_restart_at)
-            .map(|t| t.0)
+        self.planned_containers()
+            .map(|(_, at)| at)
             .chain(self.container_ready.values().map(|w| w.1))
             .min()
     }
@@ -244,6 +225,8 @@ impl Supervisor {
             .map(|(n, w)| (n.clone(), *w))
             .collect();
         for (name, (since, until)) in waits {
+            // The field, not container_config: the wait is removed below
+            // while the config is borrowed.
             let Some(cfg) = self.config.containers.iter().find(|c| c.name == name) else {
                 self.container_ready.remove(&name);
                 continue;
@@ -311,7 +294,12 @@ impl Supervisor {
     /// Asks the watchers to recover the containers that are due; each
     /// answer comes back as a message.
     pub(super) fn recover_due_containers(&mut self, now: SystemTime) {
-        for name in self.containers_due(now) {
+        let due: Vec<String> = self
+            .planned_containers()
+            .filter(|(_, at)| *at <= now)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        for name in due {
             let sent = match self.container_cmds.get(&name) {
                 Some(tx) => tx
                     .try_send(Command::Recover { name: name.clone() })
@@ -351,8 +339,7 @@ fn decide(list: &[Container]) -> Decision {
     if list.is_empty() {
         return Decision::Leave("no container to restart");
     }
-    let unhealthy = |c: &Container| c.health.as_ref().is_some_and(|(h, _)| h == "unhealthy");
-    if list.iter().all(|c| c.running && !unhealthy(c)) {
+    if list.iter().all(|c| c.running && !c.unhealthy()) {
         return Decision::Healthy;
     }
     match list.iter().find(|c| c.needs_recovery()) {
@@ -390,7 +377,6 @@ mod tests {
             oom_killed: false,
             health: None,
             restart_count: 0,
-            engine_restarts: false,
             finished_at: String::new(),
             memory: None,
             memory_limit: None,
@@ -416,17 +402,13 @@ mod tests {
         let mut stopped = c("exited");
         stopped.stopped = true;
         assert_eq!(decide(&[stopped]), Decision::Leave("stopped by hand"));
-        let mut restarting = c("restarting");
-        restarting.engine_restarts = true;
         assert_eq!(
-            decide(&[restarting]),
+            decide(&[c("restarting")]),
             Decision::Leave("its restart policy is bringing it back")
         );
         // A policy the engine gave up on (or a docker kill took it out
         // of): nobody else brings it back.
-        let mut given_up = c("exited");
-        given_up.engine_restarts = true;
-        assert_eq!(decide(&[given_up]), Decision::Recover("exited"));
+        assert_eq!(decide(&[c("exited")]), Decision::Recover("exited"));
         // One of a label's containers down is enough.
         assert_eq!(
             decide(&[c("running"), c("exited")]),

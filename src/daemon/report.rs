@@ -152,24 +152,27 @@ pub fn build_snapshot(v: &View<'_>) -> Snapshot {
 /// The snapshot of `v`, borrowing its results and unit states.
 pub fn snapshot_ref<'a>(v: &View<'a>) -> SnapshotRef<'a> {
     let now = SystemTime::now();
+    // A unit's or a container's backoff as shown: a fresh one where it
+    // has none yet.
+    let backoff = |name: &str| {
+        v.backoff
+            .get(name)
+            .map(|b| BackoffView::of(b, v.policy, now))
+            .unwrap_or_else(|| BackoffView {
+                next_delay_ms: v.policy.initial.as_millis() as u64,
+                ..Default::default()
+            })
+    };
     let units = v
         .config
         .units
         .iter()
         .map(|u| {
             let name = u.name.as_str();
-            let backoff = v
-                .backoff
-                .get(name)
-                .map(|b| BackoffView::of(b, v.policy, now))
-                .unwrap_or_else(|| BackoffView {
-                    next_delay_ms: v.policy.initial.as_millis() as u64,
-                    ..Default::default()
-                });
             let view = UnitViewRef {
                 state: v.units.get(name),
                 restart: u.restart(),
-                backoff,
+                backoff: backoff(name),
             };
             (name, view)
         })
@@ -180,17 +183,9 @@ pub fn snapshot_ref<'a>(v: &View<'a>) -> SnapshotRef<'a> {
         .iter()
         .map(|c| {
             let name = c.component();
-            let backoff = v
-                .backoff
-                .get(&name)
-                .map(|b| BackoffView::of(b, v.policy, now))
-                .unwrap_or_else(|| BackoffView {
-                    next_delay_ms: v.policy.initial.as_millis() as u64,
-                    ..Default::default()
-                });
             let view = crate::snapshot::ContainerView {
                 restart: c.restart,
-                backoff,
+                backoff: backoff(&name),
             };
             (name, view)
         })

@@ -49,26 +49,7 @@ impl Supervisor {
             return;
         };
         if self.healthy(name) {
-            let out = self.store.entry(name).record_healthy(now, &self.policy);
-            if out.cancelled {
-                self.dirty = true;
-                log::info!(unitwatch_unit = name; "planned restart of {name} cancelled: it is healthy again");
-            }
-            if out.reset {
-                self.dirty = true;
-                Event::new(
-                    Kind::BackoffReset,
-                    Severity::Info,
-                    format!(
-                        "{name} healthy for {}: backoff starts over at {}",
-                        fmt_delay(self.policy.reset_after),
-                        fmt_delay(self.policy.initial)
-                    ),
-                )
-                .unit(name)
-                .quiet()
-                .emit();
-            }
+            self.note_healthy(name, now);
             return;
         }
         let in_flight = restart_in_flight(self.restarting.get(name).copied(), now);
@@ -81,6 +62,32 @@ impl Supervisor {
             self.plan(name, now, reason);
         } else if cur.is_active() {
             self.check_restart(name, now).await;
+        }
+    }
+
+    /// Notes that `name` (a unit, or a container's `NAME.container`) is
+    /// healthy: a planned restart is cancelled, and after reset_after the
+    /// backoff starts over.
+    pub(super) fn note_healthy(&mut self, name: &str, now: SystemTime) {
+        let out = self.store.entry(name).record_healthy(now, &self.policy);
+        if out.cancelled {
+            self.dirty = true;
+            log::info!(unitwatch_unit = name; "planned restart of {name} cancelled: it is healthy again");
+        }
+        if out.reset {
+            self.dirty = true;
+            Event::new(
+                Kind::BackoffReset,
+                Severity::Info,
+                format!(
+                    "{name} healthy for {}: backoff starts over at {}",
+                    fmt_delay(self.policy.reset_after),
+                    fmt_delay(self.policy.initial)
+                ),
+            )
+            .unit(name)
+            .quiet()
+            .emit();
         }
     }
 
